@@ -1,0 +1,85 @@
+"""fanflow: event-driven async workflows with typed events and concurrent steps.
+
+    from fanflow import Workflow, step, Context, Event, StartEvent, StopEvent
+
+Every public name is importable from here; `fanflow.events` and
+`fanflow.errors` hold the event classes and the exception tree.
+"""
+
+from fanflow._runtime.records import Record, RecordKind, Store
+from fanflow._runtime.state import DictState, StateStore
+from fanflow.clock import Clock, MockClock, SystemClock
+from fanflow.context import Context
+from fanflow.errors import (
+    FanflowError,
+    StartEventError,
+    StateError,
+    StepOutputError,
+    StepTimeoutError,
+    UnroutableEventError,
+    WorkflowCancelledByUser,
+    WorkflowConfigurationError,
+    WorkflowRuntimeError,
+    WorkflowStuckError,
+    WorkflowTimeoutError,
+    WorkflowValidationError,
+)
+from fanflow.events import (
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StopEvent,
+)
+from fanflow.graph import StepGraph
+from fanflow.handler import WorkflowHandler
+from fanflow.retry import (
+    ConstantDelayRetryPolicy,
+    ExponentialBackoffRetryPolicy,
+    RetryInfo,
+    RetryPolicy,
+)
+from fanflow.step import StepSpec, step
+from fanflow.stores.memory import MemoryStore
+from fanflow.workflow import Workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Clock",
+    "ConstantDelayRetryPolicy",
+    "Context",
+    "DictState",
+    "Event",
+    "ExponentialBackoffRetryPolicy",
+    "FanflowError",
+    "HumanResponseEvent",
+    "InputRequiredEvent",
+    "MemoryStore",
+    "MockClock",
+    "Record",
+    "RecordKind",
+    "RetryInfo",
+    "RetryPolicy",
+    "StartEvent",
+    "StartEventError",
+    "StateError",
+    "StateStore",
+    "StepGraph",
+    "StepOutputError",
+    "StepSpec",
+    "StepTimeoutError",
+    "StopEvent",
+    "Store",
+    "SystemClock",
+    "UnroutableEventError",
+    "Workflow",
+    "WorkflowCancelledByUser",
+    "WorkflowConfigurationError",
+    "WorkflowHandler",
+    "WorkflowRuntimeError",
+    "WorkflowStuckError",
+    "WorkflowTimeoutError",
+    "WorkflowValidationError",
+    "step",
+]

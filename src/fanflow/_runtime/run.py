@@ -1,0 +1,321 @@
+"""One run of a workflow: routing events to steps and deciding how the run ends.
+
+Events are dispatched synchronously when they are emitted: each step has a
+FIFO queue and at most ``num_workers`` worker tasks draining it (see
+`fanflow._runtime.worker`). Nothing is copied or rescanned per event, so the
+cost of an event does not depend on how many are pending.
+
+The run ends on the first StopEvent, on a step's unhandled exception, on
+timeout, on cancellation, or as soon as it is stuck: nothing running, nothing
+queued and nobody waiting for input from outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from fanflow._runtime.collect import CollectBuffer
+from fanflow._runtime.records import Record, RecordKind, RecordSink
+from fanflow._runtime.state import StateStore
+from fanflow._runtime.stream import EventStream
+from fanflow._runtime.table import StepBinding, StepTable
+from fanflow._runtime.waiters import Waiters
+from fanflow._runtime.worker import StepFrame, StepRunner
+from fanflow.clock import Clock, Timer
+from fanflow.errors import (
+    UnroutableEventError,
+    WorkflowCancelledByUser,
+    WorkflowRuntimeError,
+    WorkflowStuckError,
+    WorkflowTimeoutError,
+)
+from fanflow.events import Event, InputRequiredEvent, StopEvent
+
+__all__ = ["Run"]
+
+_new_tuple = tuple.__new__
+_EMITTED = RecordKind.EVENT_EMITTED
+
+
+class Run:
+    """The live state of one run; `Context` and `WorkflowHandler` talk to it."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        workflow_name: str,
+        table: StepTable,
+        ctx: Any,
+        state: StateStore[Any],
+        future: asyncio.Future[Any],
+        clock: Clock,
+        sink: RecordSink,
+        timeout: float | None,
+        verbose: bool,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow_name = workflow_name
+        self.table = table
+        self.ctx = ctx
+        self.state = state
+        self.future = future
+        self.clock = clock
+        self.sink = sink
+        self.timeout = timeout
+        self.verbose = verbose
+        self.stream = EventStream()
+        self.waiters = Waiters(self)
+        self.runners: dict[str, StepRunner] = {}
+        self.buffers: dict[tuple[str, str | None], CollectBuffer] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.busy = 0  # queued events + invocations in progress
+        self.awaiting_input = 0  # InputRequiredEvents not yet answered from outside
+        self.parked: deque[tuple[int, Event]] = deque()  # outside events nobody took yet
+        self.outcome: str | None = None
+        self.last_finished: tuple[str, Event | None] | None = None
+        self._seq = 0
+        self._event_ids = 0
+        self._invocations = 0
+        self._timer: Timer | None = None
+        self._closed = False
+        self._append = sink.append
+        self._now = clock.now
+
+    # ------------------------------------------------------------ records
+
+    def record(
+        self,
+        kind: RecordKind,
+        step: str | None = None,
+        invocation: int | None = None,
+        event_id: int | None = None,
+        event: Event | None = None,
+        data: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Append a record of `kind` to the run's sink (nothing after RUN_FINISHED)."""
+        if self._closed:
+            return
+        self._seq += 1
+        # tuple.__new__ skips the named tuple's keyword-handling constructor:
+        # this runs several times per event.
+        self._append(
+            _new_tuple(
+                Record,
+                (
+                    self.run_id,
+                    self._seq,
+                    kind,
+                    self._now(),
+                    step,
+                    invocation,
+                    event_id,
+                    event,
+                    data,
+                    error,
+                ),
+            )
+        )
+
+    def next_invocation(self) -> int:
+        """Return a fresh step invocation id."""
+        self._invocations += 1
+        return self._invocations
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, start_event: Event) -> None:
+        """Record the start and dispatch `start_event`."""
+        self.record(RecordKind.RUN_STARTED, event=start_event, data=self.workflow_name)
+        self.state.on_change = self._state_changed
+        if self.timeout is not None:
+            self._timer = self.clock.call_later(self.timeout, self._timed_out)
+        self.emit(start_event, None)
+
+    def _state_changed(self, path: str | None, value: Any) -> None:
+        if self.outcome is None:
+            self.record(RecordKind.STATE_CHANGED, data=(path, value))
+
+    def finish(self, stop: StopEvent) -> None:
+        """End the run with `stop`; running workers are cancelled."""
+        self.stream.put(stop)
+        result = stop.result if type(stop) is StopEvent else stop
+        self._end("ok", None)
+        if not self.future.done():
+            self.future.set_result(result)
+
+    def fail(self, error: BaseException, status: str = "failed") -> None:
+        """End the run with `error`, which reaches ``await handler`` unchanged."""
+        if self.outcome is not None:
+            return
+        self._end(status, error)
+        if not self.future.done():
+            self.future.set_exception(error)
+
+    def cancel(self) -> None:
+        """End the run at the caller's request."""
+        self.fail(WorkflowCancelledByUser(f"run {self.run_id} was cancelled"), "cancelled")
+
+    def _end(self, status: str, error: BaseException | None) -> None:
+        self.outcome = status
+        self.record(RecordKind.RUN_FINISHED, data=status, error=error)
+        self._closed = True
+        self.state.on_change = None
+        if self._timer is not None:
+            self._timer.cancel()
+        self.stream.close(error)
+        self.waiters.cancel_all()
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+
+    def _timed_out(self) -> None:
+        self.fail(
+            WorkflowTimeoutError(
+                f"run {self.run_id} of {self.workflow_name} timed out after {self.timeout} s; "
+                f"{self.activity()}"
+            ),
+            "timeout",
+        )
+
+    # ------------------------------------------------------------ events
+
+    def emit(self, event: Event, frame: StepFrame | None, target: str | None = None) -> int | None:
+        """Record `event` as emitted by `frame` (None: from outside) and dispatch it."""
+        if self.outcome is not None:
+            return None
+        event_id = self.record_emitted(event, frame)
+        self.dispatch(event_id, event, frame, target)
+        return event_id
+
+    def record_emitted(self, event: Event, frame: StepFrame | None) -> int:
+        """Give `event` an id and record who emitted it."""
+        self._event_ids += 1
+        step, invocation = (frame.step, frame.invocation) if frame else (None, None)
+        self.record(_EMITTED, step, invocation, self._event_ids, event)
+        return self._event_ids
+
+    def dispatch(
+        self, event_id: int, event: Event, frame: StepFrame | None, target: str | None = None
+    ) -> None:
+        """Deliver `event` to a waiter, to the accepting steps, or end the run."""
+        if self.outcome is not None:
+            return
+        if frame is None:
+            self.awaiting_input = 0
+        if self.waiters and self.waiters.deliver(event):
+            return
+        if isinstance(event, StopEvent):
+            self.finish(event)
+            return
+        bindings = self.table.routes.get(type(event), ())
+        if target is not None:
+            bindings = self._target(event, target)
+        if bindings:
+            for binding in bindings:
+                self._submit(binding, event_id, event)
+        elif isinstance(event, InputRequiredEvent):
+            self.stream.put(event)
+            self.awaiting_input += 1
+        elif frame is None:
+            # An answer from outside may arrive before its wait_for_event.
+            self.parked.append((event_id, event))
+            self.check_stuck()
+        else:
+            self.fail(self._unroutable(event, frame))
+
+    def _target(self, event: Event, target: str) -> tuple[StepBinding, ...]:
+        binding = self.table.by_name.get(target)
+        if binding is None:
+            raise WorkflowRuntimeError(
+                f"send_event(..., step={target!r}): {self.workflow_name} has no step {target!r}; "
+                f"steps are {', '.join(sorted(self.table.by_name))}"
+            )
+        if type(event) not in binding.spec.accepts:
+            raise WorkflowRuntimeError(
+                f"send_event(..., step={target!r}): step {target!r} does not accept "
+                f"{type(event).__name__} (it accepts "
+                f"{', '.join(t.__name__ for t in binding.spec.accepts)})"
+            )
+        return (binding,)
+
+    def _unroutable(self, event: Event, frame: StepFrame) -> UnroutableEventError:
+        name = type(event).__name__
+        similar = self.table.graph.similar_consumers(type(event))
+        hint = (
+            f"; steps accepting related types: {', '.join(similar)} (routing is by exact type)"
+            if similar
+            else f"; add a step with 'ev: {name}'"
+        )
+        return UnroutableEventError(
+            f"step {frame.step!r} emitted {name}, but no step of {self.workflow_name} "
+            f"accepts {name}{hint}"
+        )
+
+    def _submit(self, binding: StepBinding, event_id: int, event: Event) -> None:
+        runner = self.runners.get(binding.name)
+        if runner is None:
+            runner = self.runners[binding.name] = StepRunner(self, binding)
+        self.busy += 1
+        runner.submit(event_id, event)
+
+    def write_to_stream(self, event: Event) -> None:
+        """Put `event` on the run's event stream."""
+        self.stream.put(event)
+
+    def collect(
+        self,
+        frame: StepFrame,
+        event: Event,
+        expected: Sequence[type[Event]],
+        buffer_id: str | None,
+    ) -> list[Event] | None:
+        """Buffer `event` for the step of `frame`; return the set once complete."""
+        key = (frame.step, buffer_id)
+        buffer = self.buffers.get(key)
+        if buffer is None:
+            buffer = self.buffers[key] = CollectBuffer()
+        buffer.add(event)
+        return buffer.take(expected)
+
+    # ------------------------------------------------------------ progress
+
+    def invocation_done(self, step: str, output: Event | None) -> None:
+        """Account for one finished invocation; fail the run if it is now stuck."""
+        self.busy -= 1
+        self.last_finished = (step, output)
+        if self.busy == 0:
+            self.check_stuck()
+
+    def check_stuck(self) -> None:
+        """Fail the run at once if nothing can make progress any more."""
+        if self.outcome is None and self.busy == 0 and not self.awaiting_input:
+            self.fail(WorkflowStuckError(f"run {self.run_id} is stuck: {self.activity()}"))
+
+    def activity(self) -> str:
+        """Describe what the run is doing or waiting for, for error messages."""
+        parts = [r.describe() for r in self.runners.values() if r.describe()]
+        parts += [
+            f"step {step!r} collected {buf.missing()}"
+            for (step, _), buf in self.buffers.items()
+            if buf.missing()
+        ]
+        parts += [
+            f"{type(ev).__name__} was sent from outside but no step accepts or waits for it"
+            for _, ev in self.parked
+        ]
+        parts += self.waiters.describe()
+        if self.awaiting_input:
+            parts.append("waiting for input from outside (InputRequiredEvent)")
+        if not parts and self.last_finished is not None:
+            step, output = self.last_finished
+            what = (
+                f"produced {type(output).__name__}" if output is not None else "produced no event"
+            )
+            parts.append(f"no StopEvent was produced; the last step to finish, {step!r}, {what}")
+        return "; ".join(parts) or "no step is running"

@@ -1,0 +1,179 @@
+"""Step workers: drain one step's queue with at most ``num_workers`` tasks.
+
+A worker task is started when an event is queued and fewer than
+``num_workers`` are alive; it runs invocations until the queue is empty and
+then ends, so an idle step costs nothing. Each invocation applies the step's
+timeout and retry policy and hands its output back to the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from contextvars import ContextVar
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from fanflow._runtime.records import RecordKind
+from fanflow._runtime.table import StepBinding
+from fanflow.errors import StepOutputError, StepTimeoutError
+from fanflow.events import Event
+from fanflow.retry import RetryInfo
+
+if TYPE_CHECKING:
+    from fanflow._runtime.run import Run
+
+__all__ = ["StepFrame", "StepRunner", "current_frame"]
+
+_FIRST_ATTEMPT = RetryInfo()
+_STARTED = RecordKind.STEP_STARTED
+_FINISHED = RecordKind.STEP_FINISHED
+
+current_frame: ContextVar[StepFrame | None] = ContextVar("fanflow_step_frame", default=None)
+
+
+class StepFrame:
+    """The step invocation a worker task is running (read by `Context`)."""
+
+    __slots__ = ("invocation", "retry", "run", "step", "timed_out")
+
+    def __init__(self, run: Run, step: str) -> None:
+        self.run = run
+        self.step = step
+        self.invocation = 0
+        self.retry = _FIRST_ATTEMPT
+        self.timed_out = False
+
+
+class StepRunner:
+    """One step's queue and worker count within one run."""
+
+    __slots__ = ("binding", "queue", "run", "started", "workers")
+
+    def __init__(self, run: Run, binding: StepBinding) -> None:
+        self.run = run
+        self.binding = binding
+        self.queue: deque[tuple[int, Event]] = deque()
+        self.workers = 0
+        self.started = 0  # invocations begun, for messages
+
+    def submit(self, event_id: int, event: Event) -> None:
+        """Queue `event`; start a worker if the step is below ``num_workers``."""
+        self.queue.append((event_id, event))
+        if self.workers < self.binding.spec.num_workers:
+            self.workers += 1
+            task = asyncio.get_running_loop().create_task(self._work())
+            self.run.tasks.add(task)
+
+    def describe(self) -> str:
+        """Describe queued and running invocations, or '' when idle."""
+        running = self.workers if self.started else 0
+        if not running and not self.queue:
+            return ""
+        return f"step {self.binding.name!r} has {running} running, {len(self.queue)} queued"
+
+    async def _work(self) -> None:
+        run, queue = self.run, self.queue
+        frame = StepFrame(run, self.binding.name)
+        current_frame.set(frame)
+        try:
+            while queue and run.outcome is None:
+                event_id, event = queue.popleft()
+                await self._invoke(frame, event_id, event)
+        finally:
+            self.workers -= 1
+            run.tasks.discard(asyncio.current_task())
+
+    async def _invoke(self, frame: StepFrame, event_id: int, event: Event) -> None:
+        run, spec = self.run, self.binding.spec
+        frame.invocation = invocation = run.next_invocation()
+        frame.retry = _FIRST_ATTEMPT
+        self.started += 1
+        first_start = run.clock.now()
+        while True:
+            started = run.clock.now()
+            run.record(_STARTED, spec.name, invocation, event_id, None, frame.retry.attempt)
+            if run.verbose:
+                print(f"Running step {spec.name}")
+            try:
+                output = await self._call(frame, event)
+                if output is not None and not isinstance(output, Event):
+                    raise StepOutputError(
+                        f"step {spec.name!r} returned {type(output).__name__} ({output!r:.60}); "
+                        "a step returns an Event or None (use ctx.send_event for several)"
+                    )
+            except Exception as error:
+                delay = self._retry_delay(error, first_start, frame)
+                run.record(
+                    RecordKind.STEP_FAILED,
+                    step=spec.name,
+                    invocation=invocation,
+                    data=run.clock.now() - started,
+                    error=error,
+                )
+                if delay is None or run.outcome is not None:
+                    run.fail(error)
+                    return
+                await run.clock.sleep(delay)
+                continue
+            self._finished(frame, output, run.clock.now() - started)
+            return
+
+    async def _call(self, frame: StepFrame, event: Event) -> object:
+        run, spec = self.run, self.binding.spec
+        if spec.timeout is None:
+            return await self.binding.call(run.ctx, event)
+        task = asyncio.current_task()
+        assert task is not None
+        frame.timed_out = False
+
+        def expire() -> None:
+            frame.timed_out = True
+            task.cancel()
+
+        timer = run.clock.call_later(spec.timeout, expire)
+        try:
+            return await self.binding.call(run.ctx, event)
+        except asyncio.CancelledError:
+            if not frame.timed_out or run.outcome is not None:
+                raise
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+            raise StepTimeoutError(
+                f"step {spec.name!r} timed out after {spec.timeout} s "
+                f"(invocation {frame.invocation}, attempt {frame.retry.attempt})"
+            ) from None
+        finally:
+            timer.cancel()
+
+    def _retry_delay(self, error: Exception, first_start: float, frame: StepFrame) -> float | None:
+        policy = self.binding.spec.retry_policy
+        if policy is None:
+            return None
+        failures = frame.retry.attempt
+        elapsed = self.run.clock.now() - first_start
+        delay = policy.next(elapsed, failures, error)
+        if delay is not None:
+            frame.retry = RetryInfo(
+                retry_number=failures,
+                elapsed_seconds=elapsed,
+                last_exception=error,
+                last_failed_at=datetime.now(timezone.utc),
+            )
+        return delay
+
+    def _finished(self, frame: StepFrame, output: Event | None, seconds: float) -> None:
+        run, name = self.run, self.binding.name
+        if run.verbose:
+            if output is None:
+                print(f"Step {name} produced no event")
+            else:
+                print(f"Step {name} produced event {type(output).__name__}")
+        if output is None or run.outcome is not None:
+            run.record(_FINISHED, name, frame.invocation, None, None, seconds)
+        else:
+            event_id = run.record_emitted(output, frame)
+            run.record(_FINISHED, name, frame.invocation, event_id, None, seconds)
+            run.dispatch(event_id, output, frame)
+        run.invocation_done(name, output)

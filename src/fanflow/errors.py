@@ -1,0 +1,88 @@
+"""Exceptions raised by fanflow.
+
+Every error fanflow raises derives from `FanflowError`, so one ``except``
+clause catches them all. Errors raised *by your steps* are never wrapped:
+they reach ``await handler`` as the same object.
+
+    FanflowError
+    ├── WorkflowValidationError       the workflow's definition is wrong
+    │   └── WorkflowConfigurationError    the step graph is inconsistent
+    ├── WorkflowRuntimeError          a run went wrong while running
+    │   ├── WorkflowStuckError            nothing can make progress
+    │   ├── UnroutableEventError          no step accepts an event
+    │   └── StepOutputError               a step returned a non-Event
+    ├── WorkflowTimeoutError          a run (or one step) took too long
+    │   └── StepTimeoutError              one step invocation took too long
+    ├── WorkflowCancelledByUser       ``handler.cancel_run()`` ended the run
+    ├── StartEventError               ``run(**kwargs)`` does not fit the StartEvent
+    └── StateError                    ``ctx.store`` was asked for a missing path
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FanflowError",
+    "StartEventError",
+    "StateError",
+    "StepOutputError",
+    "StepTimeoutError",
+    "UnroutableEventError",
+    "WorkflowCancelledByUser",
+    "WorkflowConfigurationError",
+    "WorkflowRuntimeError",
+    "WorkflowStuckError",
+    "WorkflowTimeoutError",
+    "WorkflowValidationError",
+]
+
+
+class FanflowError(Exception):
+    """Base class of every error fanflow raises itself."""
+
+
+class WorkflowValidationError(FanflowError):
+    """The workflow's definition is wrong: a step signature, annotation or setting."""
+
+
+class WorkflowConfigurationError(WorkflowValidationError):
+    """The step graph is inconsistent: an event nobody consumes, no StopEvent, ..."""
+
+
+class WorkflowRuntimeError(FanflowError):
+    """A run went wrong while running (not an exception raised by a step)."""
+
+
+class WorkflowStuckError(WorkflowRuntimeError):
+    """Nothing is running, nothing is queued and nobody waits for input."""
+
+
+class UnroutableEventError(WorkflowRuntimeError):
+    """An event was emitted that no step accepts."""
+
+
+class StepOutputError(WorkflowRuntimeError):
+    """A step returned something that is not an Event (or None)."""
+
+
+class WorkflowTimeoutError(FanflowError, TimeoutError):
+    """The run exceeded its ``timeout``."""
+
+
+class StepTimeoutError(WorkflowTimeoutError):
+    """One step invocation exceeded the step's ``timeout``."""
+
+
+class WorkflowCancelledByUser(FanflowError):
+    """The run was cancelled with ``handler.cancel_run()``."""
+
+
+class StartEventError(FanflowError, TypeError):
+    """The arguments given to ``run()`` do not build the workflow's StartEvent."""
+
+
+class StateError(FanflowError, KeyError):
+    """A state path does not exist (and no default was given)."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; a sentence reads better unquoted.
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,67 @@
+"""`WorkflowHandler`: what ``wf.run(...)`` returns to the caller.
+
+It is an asyncio future: ``await handler`` gives the run's result (or raises
+the step's own exception, unwrapped); ``done()``, ``exception()`` and
+``add_done_callback`` work as on any future, and ``asyncio.gather`` takes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from fanflow._runtime.run import Run
+from fanflow.events import Event
+
+if TYPE_CHECKING:
+    from fanflow.context import Context
+
+__all__ = ["WorkflowHandler"]
+
+
+class WorkflowHandler(asyncio.Future[Any]):
+    """A running workflow: await it, stream its events, cancel it."""
+
+    def __init__(self, ctx: Context[Any], run: Run, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self.ctx = ctx
+        self._run = run
+
+    @property
+    def run_id(self) -> str:
+        """Return this run's id (also the key of its records in the store)."""
+        return self._run.run_id
+
+    def stream_events(self) -> AsyncIterator[Event]:
+        """Iterate over the events steps write to the stream, ending with the StopEvent.
+
+        Events are buffered until read. If the run fails the iterator raises
+        its error after the buffered events. Only one consumer per run.
+        """
+        return self._run.stream.consume()
+
+    def cancel_run(self) -> asyncio.Future[None]:
+        """Stop the run now; ``await handler`` then raises `WorkflowCancelledByUser`.
+
+        Takes effect immediately; the returned future is already done, so both
+        ``handler.cancel_run()`` and ``await handler.cancel_run()`` work.
+        """
+        self._run.cancel()
+        done: asyncio.Future[None] = self.get_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def cancel(self, msg: Any = None) -> bool:
+        """Cancel the future (as ``asyncio.wait_for`` does on timeout) and stop the run."""
+        cancelled = super().cancel(msg)
+        self._run.cancel()
+        return cancelled
+
+    def is_done(self) -> bool:
+        """Return whether the run has ended (same as ``done()``)."""
+        return self.done()
+
+    def __repr__(self) -> str:
+        state = self._run.outcome or "running"
+        return f"<WorkflowHandler run_id={self.run_id} {self._run.workflow_name} {state}>"

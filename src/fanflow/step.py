@@ -1,0 +1,264 @@
+"""The ``@step`` decorator and `StepSpec`, the frozen description of a step.
+
+``@step`` reads a function's annotations once, when the class is defined:
+which event types it accepts (the parameter annotated with an Event type),
+which it may emit (the return annotation), and where the context goes.
+A wrong signature fails right there, naming the function.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, Union, overload
+
+from fanflow.errors import WorkflowValidationError
+from fanflow.events import Event
+from fanflow.retry import RetryPolicy
+
+__all__ = ["StepSpec", "get_spec", "step"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Set on a decorated function; `Workflow` collects steps by looking for it.
+SPEC_ATTR = "__fanflow_step__"
+# Set on `Context`; lets this layer recognise a context parameter without
+# importing the context module (which sits above it).
+CONTEXT_MARKER = "__fanflow_context__"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """Everything the engine knows about one step, read from its definition."""
+
+    name: str
+    fn: Callable[..., Any]
+    accepts: tuple[type[Event], ...]
+    returns: tuple[type[Event], ...]
+    ctx_position: int | None  # index of the context among (ctx, ev) args, None if absent
+    num_workers: int = 4
+    retry_policy: RetryPolicy | None = None
+    timeout: float | None = None
+    is_method: bool = True
+    state_type: type[Any] | None = None  # from a `ctx: Context[MyState]` annotation
+
+    def describe(self) -> str:
+        """Return ``name(accepts) -> returns`` for messages and drawings."""
+        acc = " | ".join(t.__name__ for t in self.accepts)
+        ret = " | ".join(t.__name__ for t in self.returns) or "None"
+        return f"{self.name}({acc}) -> {ret}"
+
+
+def get_spec(fn: object) -> StepSpec | None:
+    """Return the `StepSpec` attached to a decorated function, if any."""
+    spec = getattr(fn, SPEC_ATTR, None)
+    return spec if isinstance(spec, StepSpec) else None
+
+
+@overload
+def step(fn: F, /) -> F: ...
+
+
+@overload
+def step(
+    *,
+    workflow: type[Any] | None = None,
+    num_workers: int = 4,
+    retry_policy: RetryPolicy | None = None,
+    timeout: float | None = None,
+) -> Callable[[F], F]: ...
+
+
+def step(
+    fn: F | None = None,
+    /,
+    *,
+    workflow: type[Any] | None = None,
+    num_workers: int = 4,
+    retry_policy: RetryPolicy | None = None,
+    timeout: float | None = None,
+) -> F | Callable[[F], F]:
+    """Mark an async function as a workflow step.
+
+    Use it bare (``@step``) or with settings: ``num_workers`` caps concurrent
+    invocations of this step in one run, ``retry_policy`` re-runs it after a
+    failure, ``timeout`` bounds each invocation in seconds. A free function
+    joins a workflow with ``@step(workflow=MyFlow)``.
+    """
+    caller = sys._getframe(1)
+    # Annotations may name classes local to the function that defines the
+    # workflow (common in tests and notebooks); remember where to look.
+    localns = {**caller.f_back.f_locals, **caller.f_locals} if caller.f_back else caller.f_locals
+
+    def decorate(func: F) -> F:
+        spec = build_spec(
+            func,
+            localns=localns,
+            num_workers=num_workers,
+            retry_policy=retry_policy,
+            timeout=timeout,
+        )
+        setattr(func, SPEC_ATTR, spec)
+        if workflow is not None:
+            workflow.add_step(func)
+        return func
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def build_spec(
+    fn: Callable[..., Any],
+    *,
+    localns: dict[str, Any] | None = None,
+    num_workers: int = 4,
+    retry_policy: RetryPolicy | None = None,
+    timeout: float | None = None,
+) -> StepSpec:
+    """Read `fn`'s signature into a `StepSpec`, or raise naming what is wrong."""
+    name = getattr(fn, "__name__", repr(fn))
+    where = f"step {name!r} ({_location(fn)})"
+    if not inspect.iscoroutinefunction(fn):
+        raise WorkflowValidationError(f"{where} must be defined with 'async def'.")
+    _check_settings(where, num_workers, retry_policy, timeout)
+    hints = _resolve_hints(fn, where, localns)
+    params = list(inspect.signature(fn).parameters.values())
+    # A method's first parameter is the unannotated 'self'; a free function
+    # (attached with @step(workflow=...) or add_step) starts with ctx or ev.
+    is_method = bool(params) and params[0].name not in hints and params[0].name not in _CTX_NAMES
+    if is_method:
+        params = params[1:]
+    accepts, ctx_position = _read_params(params, hints, where)
+    state_type = None
+    if ctx_position is not None:
+        state_args = typing.get_args(hints.get(params[ctx_position].name))
+        state_type = state_args[0] if state_args else None
+    if "return" not in hints:
+        raise WorkflowValidationError(
+            f"{where} has no return annotation; annotate the events it emits, "
+            "e.g. '-> StopEvent' or '-> MyEvent | None'."
+        )
+    returns = _event_types(hints["return"], where, "return annotation", allow_none=True)
+    return StepSpec(
+        name=name,
+        fn=fn,
+        accepts=accepts,
+        returns=returns,
+        ctx_position=ctx_position,
+        num_workers=num_workers,
+        retry_policy=retry_policy,
+        timeout=timeout,
+        is_method=is_method,
+        state_type=state_type,
+    )
+
+
+def _location(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return getattr(fn, "__qualname__", "?")
+    return f"{fn.__qualname__} at {code.co_filename}:{code.co_firstlineno}"
+
+
+def _check_settings(
+    where: str, num_workers: int, retry_policy: RetryPolicy | None, timeout: float | None
+) -> None:
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise WorkflowValidationError(
+            f"{where}: num_workers must be an int >= 1, got {num_workers!r}."
+        )
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise WorkflowValidationError(
+            f"{where}: timeout must be None or > 0 seconds, got {timeout!r}."
+        )
+    if retry_policy is not None and not callable(getattr(retry_policy, "next", None)):
+        raise WorkflowValidationError(
+            f"{where}: retry_policy must have a next(elapsed_time, attempts, error) method, "
+            f"got {type(retry_policy).__name__}."
+        )
+
+
+def _resolve_hints(
+    fn: Callable[..., Any], where: str, localns: dict[str, Any] | None
+) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn, localns=localns)
+    except NameError as exc:
+        raise WorkflowValidationError(
+            f"{where}: cannot resolve an annotation ({exc}); "
+            "define the event class before the step."
+        ) from None
+
+
+def _read_params(
+    params: list[inspect.Parameter], hints: dict[str, Any], where: str
+) -> tuple[tuple[type[Event], ...], int | None]:
+    accepts: tuple[type[Event], ...] | None = None
+    ctx_position: int | None = None
+    for index, param in enumerate(params):
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise WorkflowValidationError(f"{where}: *args and **kwargs are not allowed in a step.")
+        annotation = hints.get(param.name)
+        if _is_context(annotation, param.name):
+            ctx_position = index
+        elif annotation is None:
+            raise WorkflowValidationError(
+                f"{where}: parameter {param.name!r} has no annotation; annotate the event "
+                "parameter with an Event type, e.g. 'ev: MyEvent'."
+            )
+        elif accepts is None:
+            accepts = _event_types(annotation, where, f"parameter {param.name!r}")
+        else:
+            raise WorkflowValidationError(
+                f"{where}: parameter {param.name!r} is one too many; a step takes one event "
+                "parameter and optionally a Context."
+            )
+    if accepts is None or not accepts:
+        raise WorkflowValidationError(
+            f"{where} needs a parameter annotated with an Event type, e.g. 'ev: StartEvent'."
+        )
+    if len(params) > 2:
+        raise WorkflowValidationError(f"{where} takes at most two parameters (ctx, ev).")
+    return accepts, ctx_position
+
+
+_CTX_NAMES = ("ctx", "context")
+
+
+def _is_context(annotation: Any, name: str) -> bool:
+    if annotation is None:
+        return name in _CTX_NAMES
+    origin = typing.get_origin(annotation) or annotation
+    return bool(getattr(origin, CONTEXT_MARKER, False))
+
+
+def _event_types(
+    annotation: Any, where: str, what: str, *, allow_none: bool = False
+) -> tuple[type[Event], ...]:
+    members = _union_members(annotation)
+    found: list[type[Event]] = []
+    for member in members:
+        if member is type(None) and allow_none:
+            continue
+        if not (isinstance(member, type) and issubclass(member, Event)):
+            raise WorkflowValidationError(
+                f"{where}: {what} names {_type_name(member)}, which is not an Event subclass."
+            )
+        if member not in found:
+            found.append(member)
+    return tuple(found)
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    if annotation is None:
+        return (type(None),)
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _type_name(obj: Any) -> str:
+    return obj.__name__ if isinstance(obj, type) else repr(obj)

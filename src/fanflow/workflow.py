@@ -1,0 +1,191 @@
+"""`Workflow`: a class whose ``@step`` methods react to events.
+
+Subclass it, decorate async methods with ``@step``, then ``await
+MyFlow().run(**kwargs)``. Steps are collected when the class is defined;
+the graph is checked when an instance is made and when it first runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+
+from fanflow._runtime.records import Store
+from fanflow._runtime.run import Run
+from fanflow._runtime.table import StepTable, bind
+from fanflow.clock import Clock, SystemClock
+from fanflow.context import Context
+from fanflow.errors import StartEventError, WorkflowRuntimeError, WorkflowValidationError
+from fanflow.events import StartEvent
+from fanflow.graph import StepGraph, build_graph
+from fanflow.handler import WorkflowHandler
+from fanflow.step import StepSpec, build_spec, get_spec
+from fanflow.stores.memory import MemoryStore
+from fanflow.validation import find_problems, validate
+
+__all__ = ["Workflow"]
+
+_SYSTEM_CLOCK = SystemClock()
+
+
+class Workflow:
+    """Base class of workflows; see the module docstring.
+
+    `timeout` bounds a whole run in seconds (None: no limit); `verbose`
+    prints each step as it runs; `disable_validation` skips the graph
+    checks. `clock` (default: the event loop's) and `store` (default: an
+    in-memory `MemoryStore`) are the run's time source and record sink.
+    """
+
+    _step_specs: ClassVar[dict[str, StepSpec]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        specs = dict(cls._step_specs)  # inherited steps (and steps added to the parent)
+        for attr in cls.__dict__.values():
+            spec = get_spec(attr)
+            if spec is not None:
+                specs[spec.name] = spec
+        cls._step_specs = specs
+
+    @classmethod
+    def add_step(cls, fn: Callable[..., Any]) -> None:
+        """Attach a free-function step ``async def f(ctx, ev: E) -> ...`` to this class."""
+        spec = get_spec(fn) or build_spec(fn)
+        if cls is Workflow:
+            raise WorkflowValidationError("add_step() needs a Workflow subclass, not Workflow")
+        cls._step_specs = {**cls._step_specs, spec.name: spec}
+
+    @classmethod
+    def step_specs(cls) -> list[StepSpec]:
+        """Return the specs of this workflow's steps, in definition order."""
+        return list(cls._step_specs.values())
+
+    @classmethod
+    def graph(cls) -> StepGraph:
+        """Return the static event -> step graph (used by validation and drawing)."""
+        return build_graph(cls._step_specs.values())
+
+    @classmethod
+    def problems(cls) -> list[str]:
+        """Return every problem validation finds in this workflow's graph."""
+        return find_problems(cls.graph(), cls.__name__)
+
+    def __init__(
+        self,
+        timeout: float | None = 45.0,
+        verbose: bool = False,
+        disable_validation: bool = False,
+        *,
+        clock: Clock | None = None,
+        store: Store | None = None,
+    ) -> None:
+        if timeout is not None and not timeout > 0:
+            raise WorkflowValidationError(f"Workflow timeout must be None or > 0, got {timeout!r}")
+        self.timeout = timeout
+        self.verbose = verbose
+        self.disable_validation = disable_validation
+        self.clock: Clock = clock or _SYSTEM_CLOCK
+        self.store: Store = store if store is not None else MemoryStore()
+        specs = self.step_specs()
+        self._table = StepTable(bind(spec, self) for spec in specs)
+        self.state_type = _state_type(type(self).__name__, specs)
+        self._validated = disable_validation
+        if not disable_validation:
+            # Like the reference: a missing start or stop fails at construction,
+            # the rest of the graph checks on the first run.
+            validate(self._table.graph, type(self).__name__, ends_only=True)
+        starts = self._table.graph.start_types
+        self._start_type: type[StartEvent] = starts[0] if len(starts) == 1 else StartEvent
+
+    def run(
+        self,
+        ctx: Context[Any] | None = None,
+        start_event: StartEvent | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandler:
+        """Start a run and return its handler; ``await`` it for the result.
+
+        The keyword arguments build the StartEvent (validated against a typed
+        StartEvent subclass); or pass `start_event` yourself. Pass `ctx` to
+        continue with the state of an earlier run.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise WorkflowRuntimeError(
+                "Workflow.run() needs a running event loop: call it inside 'async def' "
+                "(result = await wf.run()) or wrap it with asyncio.run()"
+            ) from None
+        if not self._validated:
+            validate(self._table.graph, type(self).__name__)
+            self._validated = True
+        event = self._start_event(start_event, kwargs)
+        ctx = ctx if ctx is not None else Context(self)
+        run = Run(
+            run_id=uuid.uuid4().hex,
+            workflow_name=type(self).__name__,
+            table=self._table,
+            ctx=ctx,
+            state=ctx.store,
+            future=loop.create_future(),
+            clock=self.clock,
+            sink=self.store,
+            timeout=self.timeout,
+            verbose=self.verbose,
+        )
+        handler = WorkflowHandler(ctx, run, loop)
+        run.future = handler
+        ctx._attach(run)
+        run.start(event)
+        return handler
+
+    def _start_event(self, given: StartEvent | None, kwargs: dict[str, Any]) -> StartEvent:
+        start_type = self._start_type
+        if given is not None:
+            if kwargs:
+                raise StartEventError(
+                    f"{type(self).__name__}.run(): pass either start_event or keyword "
+                    f"arguments, not both (got {', '.join(kwargs)})"
+                )
+            if not isinstance(given, start_type):
+                raise StartEventError(
+                    f"{type(self).__name__}.run(start_event=...) needs a {start_type.__name__}, "
+                    f"got {type(given).__name__}"
+                )
+            return given
+        try:
+            return start_type(**kwargs)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise StartEventError(
+                f"{type(self).__name__}.run() arguments do not fit {start_type.__name__}: "
+                f"{problems}"
+            ) from None
+
+
+def _state_type(workflow: str, specs: list[StepSpec]) -> type[Any] | None:
+    types = {spec.state_type for spec in specs if spec.state_type is not None}
+    if len(types) > 1:
+        names = ", ".join(sorted(t.__name__ for t in types))
+        raise WorkflowValidationError(
+            f"{workflow}: steps declare different state types ({names}); "
+            "use one Context[MyState] for all steps"
+        )
+    state_type = types.pop() if types else None
+    if state_type is not None:
+        try:
+            state_type()
+        except (TypeError, ValidationError) as exc:
+            raise WorkflowValidationError(
+                f"{workflow}: state type {state_type.__name__} must build with no arguments "
+                f"(give every field a default): {exc}"
+            ) from None
+    return state_type
