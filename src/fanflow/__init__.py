@@ -10,6 +10,14 @@ from fanflow._runtime.records import Record, RecordKind, Store
 from fanflow._runtime.state import DictState, StateStore
 from fanflow.clock import Clock, MockClock, SystemClock
 from fanflow.context import Context
+from fanflow.drawing import (
+    draw_all_possible_flows,
+    draw_execution,
+    draw_most_recent_execution,
+    to_dot,
+    to_html,
+    to_mermaid,
+)
 from fanflow.errors import (
     FanflowError,
     StartEventError,
@@ -81,5 +89,11 @@ __all__ = [
     "WorkflowStuckError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
+    "draw_all_possible_flows",
+    "draw_execution",
+    "draw_most_recent_execution",
     "step",
+    "to_dot",
+    "to_html",
+    "to_mermaid",
 ]
