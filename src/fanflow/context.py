@@ -86,7 +86,12 @@ class Context(Generic[StateT]):
         if self._store is None:
             state_type = getattr(self._workflow, "state_type", None) or DictState
             self._store = StateStore(cast(StateT, state_type()))
+            self._store.on_change = self._state_changed
         return self._store
+
+    def _state_changed(self, path: str | None, value: Any) -> None:
+        if self._run is not None:
+            self._run.state_changed(path, value)
 
     # ------------------------------------------------------------ events
 

@@ -8,7 +8,7 @@ the graph is checked when an instance is made and when it first runs.
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -127,11 +127,10 @@ class Workflow:
         event = self._start_event(start_event, kwargs)
         ctx = ctx if ctx is not None else Context(self)
         run = Run(
-            run_id=uuid.uuid4().hex,
+            run_id=os.urandom(16).hex(),
             workflow_name=type(self).__name__,
             table=self._table,
             ctx=ctx,
-            state=ctx.store,
             future=loop.create_future(),
             clock=self.clock,
             sink=self.store,

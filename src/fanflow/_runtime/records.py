@@ -10,6 +10,7 @@ consuming invocation has a STEP_FINISHED record need not be processed again.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 from fanflow.events import Event
@@ -46,10 +47,10 @@ class Record(NamedTuple):
 
 
 class RecordSink(Protocol):
-    """Where a run sends its records as they happen."""
+    """Where a run sends its records, a batch per event-loop turn."""
 
-    def append(self, record: Record) -> None:
-        """Take one record; records of a run arrive in ``seq`` order."""
+    def write(self, records: Sequence[Record]) -> None:
+        """Take a batch of one run's records; batches arrive in ``seq`` order."""
 
 
 class Store(RecordSink, Protocol):

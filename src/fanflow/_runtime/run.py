@@ -13,18 +13,18 @@ queued and nobody waiting for input from outside.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from fanflow._runtime.collect import CollectBuffer
 from fanflow._runtime.records import Record, RecordKind, RecordSink
-from fanflow._runtime.state import StateStore
 from fanflow._runtime.stream import EventStream
 from fanflow._runtime.table import StepBinding, StepTable
 from fanflow._runtime.waiters import Waiters
 from fanflow._runtime.worker import StepFrame, StepRunner
-from fanflow.clock import Clock, Timer
+from fanflow.clock import Clock, SystemClock, Timer
 from fanflow.errors import (
     UnroutableEventError,
     WorkflowCancelledByUser,
@@ -50,7 +50,6 @@ class Run:
         workflow_name: str,
         table: StepTable,
         ctx: Any,
-        state: StateStore[Any],
         future: asyncio.Future[Any],
         clock: Clock,
         sink: RecordSink,
@@ -61,7 +60,6 @@ class Run:
         self.workflow_name = workflow_name
         self.table = table
         self.ctx = ctx
-        self.state = state
         self.future = future
         self.clock = clock
         self.sink = sink
@@ -82,8 +80,11 @@ class Run:
         self._invocations = 0
         self._timer: Timer | None = None
         self._closed = False
-        self._append = sink.append
-        self._now = clock.now
+        self._pending: list[Record] = []
+        self._flush_scheduled = False
+        self._loop = asyncio.get_running_loop()
+        # The system clock is plain time.monotonic; skip the method call per record.
+        self._now = time.monotonic if isinstance(clock, SystemClock) else clock.now
 
     # ------------------------------------------------------------ records
 
@@ -97,13 +98,16 @@ class Run:
         data: Any = None,
         error: BaseException | None = None,
     ) -> None:
-        """Append a record of `kind` to the run's sink (nothing after RUN_FINISHED)."""
+        """Add a record of `kind` (nothing after RUN_FINISHED).
+
+        Records of one event-loop turn reach the sink together, as one batch.
+        """
         if self._closed:
             return
         self._seq += 1
         # tuple.__new__ skips the named tuple's keyword-handling constructor:
         # this runs several times per event.
-        self._append(
+        self._pending.append(
             _new_tuple(
                 Record,
                 (
@@ -120,6 +124,16 @@ class Run:
                 ),
             )
         )
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Hand the records recorded so far to the sink."""
+        self._flush_scheduled = False
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self.sink.write(batch)
 
     def next_invocation(self) -> int:
         """Return a fresh step invocation id."""
@@ -131,12 +145,12 @@ class Run:
     def start(self, start_event: Event) -> None:
         """Record the start and dispatch `start_event`."""
         self.record(RecordKind.RUN_STARTED, event=start_event, data=self.workflow_name)
-        self.state.on_change = self._state_changed
         if self.timeout is not None:
             self._timer = self.clock.call_later(self.timeout, self._timed_out)
         self.emit(start_event, None)
 
-    def _state_changed(self, path: str | None, value: Any) -> None:
+    def state_changed(self, path: str | None, value: Any) -> None:
+        """Record a change of the run's state (`path` None: the whole state)."""
         if self.outcome is None:
             self.record(RecordKind.STATE_CHANGED, data=(path, value))
 
@@ -164,7 +178,7 @@ class Run:
         self.outcome = status
         self.record(RecordKind.RUN_FINISHED, data=status, error=error)
         self._closed = True
-        self.state.on_change = None
+        self.flush()
         if self._timer is not None:
             self._timer.cancel()
         self.stream.close(error)
@@ -208,7 +222,7 @@ class Run:
             return
         if frame is None:
             self.awaiting_input = 0
-        if self.waiters and self.waiters.deliver(event):
+        if self.waiters.open and self.waiters.deliver(event):
             return
         if isinstance(event, StopEvent):
             self.finish(event)
@@ -299,7 +313,9 @@ class Run:
 
     def activity(self) -> str:
         """Describe what the run is doing or waiting for, for error messages."""
-        parts = [r.describe() for r in self.runners.values() if r.describe()]
+        # With nothing busy no step runs, though a worker that just finished its
+        # last invocation (and reported it) has not yet exited and still counts.
+        parts = [r.describe() for r in self.runners.values() if r.describe()] if self.busy else []
         parts += [
             f"step {step!r} collected {buf.missing()}"
             for (step, _), buf in self.buffers.items()

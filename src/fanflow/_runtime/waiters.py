@@ -51,17 +51,14 @@ class Waiters:
 
     def __init__(self, run: Run) -> None:
         self._run = run
-        self._open: list[_Waiter] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._open)
+        self.open: list[_Waiter] = []
 
     def deliver(self, event: Event) -> bool:
         """Hand `event` to the oldest matching waiter; return whether one took it."""
-        for waiter in self._open:
+        for waiter in self.open:
             if not waiter.future.done() and waiter.matches(event):
                 waiter.future.set_result(event)
-                self._open.remove(waiter)
+                self.open.remove(waiter)
                 return True
         return False
 
@@ -83,7 +80,7 @@ class Waiters:
             invocation=frame.invocation,
             data=(event_type.__name__, waiter.requirements),
         )
-        self._open.append(waiter)
+        self.open.append(waiter)
         for parked in run.parked:
             if waiter.matches(parked[1]):
                 run.parked.remove(parked)
@@ -99,8 +96,8 @@ class Waiters:
         finally:
             if timer is not None:
                 timer.cancel()
-            if waiter in self._open:
-                self._open.remove(waiter)
+            if waiter in self.open:
+                self.open.remove(waiter)
 
     def _expire(self, waiter: _Waiter, timeout: float) -> None:
         if not waiter.future.done():
@@ -113,12 +110,12 @@ class Waiters:
 
     def cancel_all(self) -> None:
         """Drop every open wait (the run has ended)."""
-        self._open.clear()
+        self.open.clear()
 
     def describe(self) -> list[str]:
         """Describe each open wait for error messages."""
         return [
             f"step {w.step!r} waits for {w.event_type.__name__}"
             + (f" with {w.requirements}" if w.requirements else "")
-            for w in self._open
+            for w in self.open
         ]

@@ -89,14 +89,16 @@ class StepRunner:
         frame.invocation = invocation = run.next_invocation()
         frame.retry = _FIRST_ATTEMPT
         self.started += 1
-        first_start = run.clock.now()
+        first_start = started = run.clock.now()
         while True:
-            started = run.clock.now()
             run.record(_STARTED, spec.name, invocation, event_id, None, frame.retry.attempt)
             if run.verbose:
                 print(f"Running step {spec.name}")
             try:
-                output = await self._call(frame, event)
+                if spec.timeout is None:
+                    output = await self.binding.call(run.ctx, event)
+                else:
+                    output = await self._call_with_timeout(frame, event, spec.timeout)
                 if output is not None and not isinstance(output, Event):
                     raise StepOutputError(
                         f"step {spec.name!r} returned {type(output).__name__} ({output!r:.60}); "
@@ -115,14 +117,13 @@ class StepRunner:
                     run.fail(error)
                     return
                 await run.clock.sleep(delay)
+                started = run.clock.now()
                 continue
             self._finished(frame, output, run.clock.now() - started)
             return
 
-    async def _call(self, frame: StepFrame, event: Event) -> object:
+    async def _call_with_timeout(self, frame: StepFrame, event: Event, timeout: float) -> object:
         run, spec = self.run, self.binding.spec
-        if spec.timeout is None:
-            return await self.binding.call(run.ctx, event)
         task = asyncio.current_task()
         assert task is not None
         frame.timed_out = False
@@ -131,7 +132,7 @@ class StepRunner:
             frame.timed_out = True
             task.cancel()
 
-        timer = run.clock.call_later(spec.timeout, expire)
+        timer = run.clock.call_later(timeout, expire)
         try:
             return await self.binding.call(run.ctx, event)
         except asyncio.CancelledError:
@@ -141,7 +142,7 @@ class StepRunner:
             if uncancel is not None:
                 uncancel()
             raise StepTimeoutError(
-                f"step {spec.name!r} timed out after {spec.timeout} s "
+                f"step {spec.name!r} timed out after {timeout} s "
                 f"(invocation {frame.invocation}, attempt {frame.retry.attempt})"
             ) from None
         finally:

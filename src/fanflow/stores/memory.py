@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from fanflow._runtime.records import Record, RecordKind
 
 __all__ = ["MemoryStore"]
+
+_RUN_FINISHED = RecordKind.RUN_FINISHED
 
 
 class MemoryStore:
@@ -22,17 +25,22 @@ class MemoryStore:
         self._runs: OrderedDict[str, list[Record]] = OrderedDict()
         self._finished: OrderedDict[str, None] = OrderedDict()
 
-    def append(self, record: Record) -> None:
-        """Keep `record`; forget the oldest finished run beyond `max_runs`."""
-        records = self._runs.get(record.run_id)
-        if records is None:
-            records = self._runs[record.run_id] = []
-        records.append(record)
-        if record.kind is RecordKind.RUN_FINISHED and self.max_runs is not None:
-            self._finished[record.run_id] = None
+    def write(self, records: Sequence[Record]) -> None:
+        """Keep a batch of one run's records; forget the oldest finished run beyond `max_runs`."""
+        run_id = records[0].run_id
+        try:
+            self._runs[run_id].extend(records)
+        except KeyError:
+            self._runs[run_id] = list(records)
+        if records[-1].kind is _RUN_FINISHED and self.max_runs is not None:
+            self._finished[run_id] = None
             while len(self._finished) > self.max_runs:
                 old, _ = self._finished.popitem(last=False)
                 del self._runs[old]
+
+    def append(self, record: Record) -> None:
+        """Keep one record (same as ``write([record])``)."""
+        self.write([record])
 
     def records(self, run_id: str) -> list[Record]:
         """Return the records of `run_id` in order; KeyError if unknown or forgotten."""
