@@ -25,7 +25,7 @@ __all__ = [
 class DictLikeModel(BaseModel):
     """A pydantic model that keeps extra keywords and reads like a dict too."""
 
-    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True, defer_build=True)
 
     def _fields(self) -> dict[str, Any]:
         data = dict(self.__dict__)
