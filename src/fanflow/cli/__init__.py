@@ -1,0 +1,209 @@
+"""The ``fanflow`` command: run, check and draw workflows.
+
+    fanflow run flows.py:MyFlow --arg topic=cats --timeout 60
+    fanflow check flows.py:MyFlow
+    fanflow draw flows.py:MyFlow -o flow.html
+
+A target is ``path/to/file.py:FlowClass`` or ``package.module:FlowClass``
+(``:FlowClass`` may be left out when the file defines one workflow). Exit
+status: 0 success, 1 a failed run or an invalid workflow, 2 a wrong command
+line or a target that cannot be loaded. Errors are one line; ``--debug``
+adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeAlias
+
+from fanflow import __version__
+from fanflow.cli._run import Ui, UsageError, make_workflow, run_workflow, start_arguments
+from fanflow.cli._target import Target, TargetError, load_target
+from fanflow.drawing import draw_all_possible_flows, to_dot, to_mermaid
+from fanflow.drawing._model import workflow_class
+from fanflow.errors import FanflowError, WorkflowValidationError
+
+__all__ = ["main"]
+
+FORMATS = {".html": "html", ".htm": "html", ".mmd": "mermaid", ".mermaid": "mermaid"}
+FORMATS |= {".dot": "dot", ".gv": "dot"}
+TARGET_HELP = "path/to/file.py:FlowClass or package.module:FlowClass"
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fanflow`` command line with `argv` (default: sys.argv); return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except (TargetError, UsageError) as exc:
+        return _fail(args, exc, 2)
+    except (FanflowError, ImportError, OSError, ValueError, TypeError) as exc:
+        return _fail(args, exc, 1)
+    except KeyboardInterrupt:
+        print("fanflow: interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, status: int) -> int:
+    if args.debug:
+        traceback.print_exception(exc)
+    text = str(exc) if isinstance(exc, (TargetError, UsageError)) else _one_line(exc)
+    print(f"fanflow: error: {text}", file=sys.stderr)
+    return status
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\n", "; ")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``fanflow`` and its commands."""
+    parser = argparse.ArgumentParser(
+        prog="fanflow",
+        description="Run, check and draw fanflow workflows.",
+        epilog="Run 'fanflow COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_run(commands, common)
+    _add_check(commands, common)
+    _add_draw(commands, common)
+    return parser
+
+
+def _add_run(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run a workflow and print its streamed events and result",
+        description="Run a workflow: show live progress, print streamed events and the result. "
+        "Exit status 0 on success, 1 if the run fails.",
+    )
+    run.add_argument("target", help=TARGET_HELP)
+    run.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a StartEvent field; VALUE is read as JSON if it parses (3, true, [1]), "
+        "else as a string; repeatable",
+    )
+    run.add_argument("--json-args", metavar="JSON", help="StartEvent fields as one JSON object")
+    run.add_argument("--verbose", action="store_true", help="print each step as it runs")
+    run.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="limit the run to S seconds (0: no limit; default: the workflow's own, 45 s)",
+    )
+    run.add_argument(
+        "--progress",
+        choices=["auto", "live", "plain", "none"],
+        default="auto",
+        help="live status on a terminal, plain lines otherwise (default: auto)",
+    )
+    run.set_defaults(command=_cmd_run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _add_check(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    check = commands.add_parser(
+        "check",
+        parents=[common],
+        help="validate a workflow and print every problem",
+        description="Validate a workflow's steps and event graph; print every problem. "
+        "Exit status 1 if there is any.",
+    )
+    check.add_argument("target", help=TARGET_HELP)
+    check.set_defaults(command=_cmd_check)
+
+
+def _add_draw(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    draw = commands.add_parser(
+        "draw",
+        parents=[common],
+        help="draw a workflow as an HTML page, Mermaid or DOT",
+        description="Draw every step and event type of a workflow. HTML is a self-contained "
+        "page; Mermaid and DOT are text (printed when no -o is given).",
+    )
+    draw.add_argument("target", help=TARGET_HELP)
+    draw.add_argument("-o", "--output", type=Path, metavar="FILE", help="where to write")
+    draw.add_argument(
+        "--format",
+        choices=["html", "mermaid", "dot"],
+        help="default: from the output's suffix (.html, .mmd, .dot), else html",
+    )
+    draw.set_defaults(command=_cmd_draw)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    kwargs = start_arguments(args.arg, args.json_args)
+    target = load_target(args.target)
+    wf = make_workflow(target, args.timeout, args.verbose)
+    mode = args.progress
+    if mode == "auto":
+        mode = "live" if sys.stderr.isatty() else "plain"
+    ui = Ui(sys.stdout, sys.stderr, live=mode == "live", quiet=mode == "none")
+    with ui.capture_stdout():
+        return asyncio.run(run_workflow(wf, kwargs, ui, debug=args.debug))
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    try:
+        target = load_target(args.target)
+    except TargetError as exc:
+        # A step whose definition is wrong fails while its file is imported:
+        # that is a problem of the workflow, not of the command line.
+        if isinstance(exc.__cause__, WorkflowValidationError):
+            print(f"problem: {exc.__cause__}")
+            return 1
+        raise
+    cls = workflow_class(target)
+    problems = cls.problems()
+    for problem in problems:
+        print(f"problem: {problem}")
+    if problems:
+        print(f"{cls.__name__}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    graph = cls.graph()
+    print(f"{cls.__name__}: ok ({len(graph.steps)} steps, {len(graph.event_types)} event types)")
+    return 0
+
+
+def _cmd_draw(args: argparse.Namespace) -> int:
+    target: Target = load_target(args.target)
+    output: Path | None = args.output
+    fmt = args.format or (FORMATS.get(output.suffix.lower(), "html") if output else "html")
+    if fmt == "html":
+        name = draw_all_possible_flows(target, output or f"{workflow_class(target).__name__}.html")
+        print(name)
+        return 0
+    text = to_mermaid(target) if fmt == "mermaid" else to_dot(target)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        print(output)
+    return 0

@@ -1,0 +1,232 @@
+"""``fanflow run``: start a run, show its progress and streamed events, print the result.
+
+Progress comes from the run's records, read from ``wf.store`` every tick;
+streamed events come from ``handler.stream_events()``. Events and the
+result go to stdout, progress to stderr, so ``fanflow run ... > out`` keeps
+only the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import sys
+import threading
+import traceback
+from typing import Any, TextIO, cast
+
+from fanflow._runtime.records import RecordKind, Store
+from fanflow.cli._progress import Above, Progress, StatusBlock
+from fanflow.events import Event, HumanResponseEvent, InputRequiredEvent, StopEvent
+from fanflow.handler import WorkflowHandler
+from fanflow.workflow import Workflow
+
+__all__ = ["Ui", "UsageError", "make_workflow", "run_workflow", "start_arguments"]
+
+LIVE_TICK = 0.1  # seconds between redraws of the status on a terminal
+PLAIN_TICK = 1.0  # seconds between progress lines elsewhere
+MAX_SHOWN = 300  # characters of an event or result printed
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (exit status 2)."""
+
+
+def start_arguments(pairs: list[str], json_args: str | None) -> dict[str, Any]:
+    """Return the StartEvent fields from ``--json-args`` and ``--arg key=value`` pairs.
+
+    A value that parses as JSON (``3``, ``true``, ``[1, 2]``, ``"x"``) is
+    that value; anything else is the plain string.
+    """
+    kwargs: dict[str, Any] = {}
+    if json_args is not None:
+        try:
+            loaded = json.loads(json_args)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--json-args is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--json-args must be a JSON object, got {type(loaded).__name__}")
+        kwargs.update(loaded)
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--arg needs key=value with a Python name as key, got {pair!r}")
+        if key in kwargs:
+            raise UsageError(f"argument {key!r} is given twice")
+        kwargs[key] = _value(text)
+    return kwargs
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def make_workflow(
+    target: type[Workflow] | Workflow, timeout: float | None, verbose: bool
+) -> Workflow:
+    """Return the workflow to run, with `timeout` (0: no limit; None: its own) and `verbose`."""
+    limit = None if timeout == 0 else timeout
+    if isinstance(target, Workflow):
+        if timeout is not None:
+            target.timeout = limit
+        target.verbose = target.verbose or verbose
+        return target
+    settings: dict[str, Any] = {"verbose": True} if verbose else {}
+    if timeout is not None:
+        settings["timeout"] = limit
+    return target(**settings)
+
+
+class Ui:
+    """Where a run's progress, streamed events and result are shown."""
+
+    def __init__(self, out: TextIO, err: TextIO, *, live: bool, quiet: bool = False) -> None:
+        self.err = err
+        self.progress = Progress()
+        self.block = StatusBlock(err, _width(err)) if live else None
+        # Above is a text stream in all but typeshed's name for it.
+        self.out: TextIO = cast(TextIO, Above(out, self.block)) if self.block else out
+        self.quiet = quiet
+        self.seen = 0
+
+    def update(self, store: Store, run_id: str) -> bool:
+        """Count the run's records written since the last update; return whether any were."""
+        try:
+            records = store.records(run_id)
+        except KeyError:
+            return False
+        fresh, self.seen = records[self.seen :], len(records)
+        return self.progress.add(fresh)
+
+    async def watch(self, store: Store, run_id: str) -> None:
+        """Show progress until cancelled: redrawn in place live, as plain lines otherwise."""
+        tick = LIVE_TICK if self.block else PLAIN_TICK
+        while True:
+            await asyncio.sleep(tick)
+            changed = self.update(store, run_id)
+            if self.quiet:
+                continue
+            if self.block is not None:
+                self.block.show(self.progress.lines())
+            elif changed:
+                print("progress: " + " | ".join(self.progress.lines()), file=self.err)
+
+    def event(self, event: Event) -> None:
+        """Print one streamed event."""
+        print(f"event: {describe(event)}", file=self.out, flush=True)
+
+    def capture_stdout(self) -> contextlib.AbstractContextManager[Any]:
+        """Send what the run prints (``verbose``, steps' own prints) above the live status."""
+        if self.block is None:
+            return contextlib.nullcontext()
+        return contextlib.redirect_stdout(self.out)
+
+    def finish(self, store: Store, run_id: str) -> None:
+        """Erase the live status and print the final counts."""
+        self.update(store, run_id)
+        if self.block is not None:
+            self.block.clear()
+        if not self.quiet:
+            for line in self.progress.lines()[1:]:
+                print(line, file=self.err)
+
+
+def _width(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return 100
+
+
+async def run_workflow(wf: Workflow, kwargs: dict[str, Any], ui: Ui, *, debug: bool = False) -> int:
+    """Run `wf` with `kwargs`, showing it on `ui`; return the exit status (0 ok, 1 failed).
+
+    With `debug`, a failed run's traceback is printed before its one-line error.
+    """
+    handler = wf.run(**kwargs)
+    watcher = asyncio.create_task(ui.watch(wf.store, handler.run_id))
+    streamer = asyncio.create_task(_stream(handler, ui))
+    try:
+        result = await handler
+    except Exception as exc:
+        error: BaseException | None = exc
+    else:
+        error = None
+    finally:
+        watcher.cancel()
+        await asyncio.wait([streamer], timeout=1.0)
+        streamer.cancel()
+        ui.finish(wf.store, handler.run_id)
+    if error is not None:
+        if debug:
+            traceback.print_exception(error, file=ui.err)
+        where = _failed_step(wf.store, handler.run_id, error)
+        print(f"fanflow: run failed{where}: {type(error).__name__}: {error}", file=ui.err)
+        return 1
+    print(f"result: {describe(result)}", file=ui.out, flush=True)
+    return 0
+
+
+async def _stream(handler: WorkflowHandler, ui: Ui) -> None:
+    try:
+        async for event in handler.stream_events():
+            if isinstance(event, StopEvent):
+                continue
+            ui.event(event)
+            if isinstance(event, InputRequiredEvent):
+                await _answer(handler, ui)
+    except Exception:
+        pass  # the run's error reaches `await handler`, which reports it
+
+
+async def _answer(handler: WorkflowHandler, ui: Ui) -> None:
+    """Read one line of stdin and send it to the run as a HumanResponseEvent."""
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str] = loop.create_future()
+
+    def deliver(text: str) -> None:
+        if not line.done():
+            line.set_result(text)
+
+    def read() -> None:
+        loop.call_soon_threadsafe(deliver, sys.stdin.readline())
+
+    # A daemon thread: a run that ends while we wait must not keep the process alive.
+    threading.Thread(target=read, daemon=True).start()
+    print("input> ", end="", file=ui.err, flush=True)
+    text = await line
+    if not text:
+        print("fanflow: no input (stdin closed); cancelling the run", file=ui.err)
+        handler.cancel_run()
+        return
+    # HumanResponseEvent keeps extra fields; `response` is the reference's name.
+    handler.ctx.send_event(HumanResponseEvent(**{"response": text.rstrip("\n")}))
+
+
+def _failed_step(store: Store, run_id: str, error: BaseException) -> str:
+    with contextlib.suppress(KeyError):
+        for record in store.records(run_id):
+            if record.kind is RecordKind.STEP_FAILED and record.error is error:
+                return f" in step {record.step!r}"
+    return ""
+
+
+def describe(value: Any) -> str:
+    """Return `value` as one printable line: events as ``Name {fields}``, strings as they are."""
+    if isinstance(value, Event):
+        fields = json.dumps(value.to_dict(), default=repr, ensure_ascii=False)
+        text = f"{type(value).__name__} {fields}"
+    elif isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "\u2026"
