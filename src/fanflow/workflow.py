@@ -114,6 +114,9 @@ class Workflow:
         StartEvent subclass); or pass `start_event` yourself. Pass `ctx` to
         continue with the state of an earlier run.
         """
+        if not self._validated:
+            validate(self._table.graph, type(self).__name__)
+            self._validated = True
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -121,9 +124,6 @@ class Workflow:
                 "Workflow.run() needs a running event loop: call it inside 'async def' "
                 "(result = await wf.run()) or wrap it with asyncio.run()"
             ) from None
-        if not self._validated:
-            validate(self._table.graph, type(self).__name__)
-            self._validated = True
         event = self._start_event(start_event, kwargs)
         ctx = ctx if ctx is not None else Context(self)
         run = Run(

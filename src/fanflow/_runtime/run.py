@@ -77,14 +77,14 @@ class Run:
         self.last_finished: tuple[str, Event | None] | None = None
         self._seq = 0
         self._event_ids = 0
-        self._invocations = 0
+        self.invocations = 0  # step invocations begun; the last one's id
         self._timer: Timer | None = None
         self._closed = False
         self._pending: list[Record] = []
         self._flush_scheduled = False
-        self._loop = asyncio.get_running_loop()
-        # The system clock is plain time.monotonic; skip the method call per record.
-        self._now = time.monotonic if isinstance(clock, SystemClock) else clock.now
+        self.loop = asyncio.get_running_loop()
+        # The system clock is plain time.monotonic; skip the method call per read.
+        self.now = time.monotonic if isinstance(clock, SystemClock) else clock.now
 
     # ------------------------------------------------------------ records
 
@@ -114,7 +114,7 @@ class Run:
                     self.run_id,
                     self._seq,
                     kind,
-                    self._now(),
+                    self.now(),
                     step,
                     invocation,
                     event_id,
@@ -126,7 +126,7 @@ class Run:
         )
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
+            self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Hand the records recorded so far to the sink."""
@@ -134,11 +134,6 @@ class Run:
         if self._pending:
             batch, self._pending = self._pending, []
             self.sink.write(batch)
-
-    def next_invocation(self) -> int:
-        """Return a fresh step invocation id."""
-        self._invocations += 1
-        return self._invocations
 
     # ------------------------------------------------------------ lifecycle
 
@@ -272,9 +267,9 @@ class Run:
         )
 
     def _submit(self, binding: StepBinding, event_id: int, event: Event) -> None:
-        runner = self.runners.get(binding.name)
+        runner = self.runners.get(binding.spec.name)
         if runner is None:
-            runner = self.runners[binding.name] = StepRunner(self, binding)
+            runner = self.runners[binding.spec.name] = StepRunner(self, binding)
         self.busy += 1
         runner.submit(event_id, event)
 
@@ -298,13 +293,6 @@ class Run:
         return buffer.take(expected)
 
     # ------------------------------------------------------------ progress
-
-    def invocation_done(self, step: str, output: Event | None) -> None:
-        """Account for one finished invocation; fail the run if it is now stuck."""
-        self.busy -= 1
-        self.last_finished = (step, output)
-        if self.busy == 0:
-            self.check_stuck()
 
     def check_stuck(self) -> None:
         """Fail the run at once if nothing can make progress any more."""

@@ -48,11 +48,13 @@ class StepFrame:
 class StepRunner:
     """One step's queue and worker count within one run."""
 
-    __slots__ = ("binding", "queue", "run", "started", "workers")
+    __slots__ = ("binding", "limit", "name", "queue", "run", "started", "workers")
 
     def __init__(self, run: Run, binding: StepBinding) -> None:
         self.run = run
         self.binding = binding
+        self.name = binding.spec.name
+        self.limit = binding.spec.num_workers
         self.queue: deque[tuple[int, Event]] = deque()
         self.workers = 0
         self.started = 0  # invocations begun, for messages
@@ -60,21 +62,20 @@ class StepRunner:
     def submit(self, event_id: int, event: Event) -> None:
         """Queue `event`; start a worker if the step is below ``num_workers``."""
         self.queue.append((event_id, event))
-        if self.workers < self.binding.spec.num_workers:
+        if self.workers < self.limit:
             self.workers += 1
-            task = asyncio.get_running_loop().create_task(self._work())
-            self.run.tasks.add(task)
+            self.run.tasks.add(self.run.loop.create_task(self._work()))
 
     def describe(self) -> str:
         """Describe queued and running invocations, or '' when idle."""
         running = self.workers if self.started else 0
         if not running and not self.queue:
             return ""
-        return f"step {self.binding.name!r} has {running} running, {len(self.queue)} queued"
+        return f"step {self.name!r} has {running} running, {len(self.queue)} queued"
 
     async def _work(self) -> None:
         run, queue = self.run, self.queue
-        frame = StepFrame(run, self.binding.name)
+        frame = StepFrame(run, self.name)
         current_frame.set(frame)
         try:
             while queue and run.outcome is None:
@@ -85,13 +86,16 @@ class StepRunner:
             run.tasks.discard(asyncio.current_task())
 
     async def _invoke(self, frame: StepFrame, event_id: int, event: Event) -> None:
-        run, spec = self.run, self.binding.spec
-        frame.invocation = invocation = run.next_invocation()
+        run, spec, now = self.run, self.binding.spec, self.run.now
+        run.invocations += 1
+        frame.invocation = invocation = run.invocations
         frame.retry = _FIRST_ATTEMPT
         self.started += 1
-        first_start = started = run.clock.now()
+        first_start = started = now()
         while True:
-            run.record(_STARTED, spec.name, invocation, event_id, None, frame.retry.attempt)
+            run.record(
+                _STARTED, self.name, invocation, event_id, None, frame.retry.retry_number + 1
+            )
             if run.verbose:
                 print(f"Running step {spec.name}")
             try:
@@ -110,16 +114,16 @@ class StepRunner:
                     RecordKind.STEP_FAILED,
                     step=spec.name,
                     invocation=invocation,
-                    data=run.clock.now() - started,
+                    data=now() - started,
                     error=error,
                 )
                 if delay is None or run.outcome is not None:
                     run.fail(error)
                     return
                 await run.clock.sleep(delay)
-                started = run.clock.now()
+                started = now()
                 continue
-            self._finished(frame, output, run.clock.now() - started)
+            self._finished(frame, output, now() - started)
             return
 
     async def _call_with_timeout(self, frame: StepFrame, event: Event, timeout: float) -> object:
@@ -165,7 +169,7 @@ class StepRunner:
         return delay
 
     def _finished(self, frame: StepFrame, output: Event | None, seconds: float) -> None:
-        run, name = self.run, self.binding.name
+        run, name = self.run, self.name
         if run.verbose:
             if output is None:
                 print(f"Step {name} produced no event")
@@ -177,4 +181,7 @@ class StepRunner:
             event_id = run.record_emitted(output, frame)
             run.record(_FINISHED, name, frame.invocation, event_id, None, seconds)
             run.dispatch(event_id, output, frame)
-        run.invocation_done(name, output)
+        run.busy -= 1
+        run.last_finished = (name, output)
+        if run.busy == 0:
+            run.check_stuck()
