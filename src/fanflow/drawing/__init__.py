@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from fanflow._runtime.records import Record
 from fanflow.drawing._html import render_page
@@ -113,6 +112,7 @@ def _page(diagram: Diagram, max_label_length: int | None = None, *, run: bool = 
 
 
 def _write(page: str, filename: PathLike) -> str:
-    path = Path(filename)
-    path.write_text(page, encoding="utf-8")
-    return str(path)
+    # os, not pathlib: `import fanflow` stays free of pathlib's import cost.
+    with open(filename, "w", encoding="utf-8") as file:
+        file.write(page)
+    return os.fspath(filename)

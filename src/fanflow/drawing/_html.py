@@ -8,11 +8,10 @@ makes no network request.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
+import zlib
 from functools import cache
-from html import escape
-from pathlib import Path
 
 from fanflow.drawing._layout import Layout, Placed, Point, Route
 from fanflow.drawing._model import Diagram
@@ -32,7 +31,7 @@ HINT = "drag to pan · wheel or +/&minus; to zoom · click a node to highlight i
 def render_page(diagram: Diagram, layout: Layout, *, run: bool = False) -> str:
     """Return the complete HTML page for `diagram` placed by `layout`."""
     svg = render_svg(layout)
-    root = "ff-" + hashlib.sha1(svg.encode()).hexdigest()[:10]
+    root = f"ff-{zlib.crc32(svg.encode()):08x}"  # the same page always gets the same id
     data = {"nodes": {n.id: {"title": n.title, "rows": n.rows} for n in diagram.nodes}}
     # "<" escaped so no string in the data can close the script element.
     blob = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
@@ -74,7 +73,16 @@ fanflowDiagram(document.getElementById("{root}"));
 
 @cache
 def _asset(name: str) -> str:
-    return Path(__file__).with_name(name).read_text(encoding="utf-8")
+    with open(os.path.join(os.path.dirname(__file__), name), encoding="utf-8") as file:
+        return file.read()
+
+
+def escape(text: str) -> str:
+    """Return `text` safe inside HTML and SVG text and double-quoted attributes."""
+    # Not html.escape: its module pulls in the entity tables at import time.
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
 
 
 def render_svg(layout: Layout) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 from fanflow.drawing._model import Diagram, Edge, Node
 
@@ -32,8 +32,7 @@ MARGIN = 24.0
 Point = tuple[float, float]
 
 
-@dataclass
-class Placed:
+class Placed(NamedTuple):
     """A node with its centre and size in pixels."""
 
     node: Node
@@ -43,16 +42,14 @@ class Placed:
     h: float
 
 
-@dataclass
-class Route:
+class Route(NamedTuple):
     """An edge with the points it passes through, from source to target."""
 
     edge: Edge
     points: list[Point]
 
 
-@dataclass
-class Layout:
+class Layout(NamedTuple):
     """Where everything goes, and the size of the whole drawing."""
 
     nodes: list[Placed]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import typing
-from dataclasses import dataclass, field
 from typing import Any
 
 from fanflow.events import Event, StartEvent, StopEvent
@@ -25,42 +24,50 @@ DEFAULT_WORKERS = 4  # `@step`'s default num_workers: marked, but not highlighte
 TIMES = "\u00d7"  # the multiplication sign of "x4 workers"
 
 
-@dataclass
+# Plain classes, not dataclasses: `import fanflow` imports this module, and
+# each dataclass costs about a millisecond to create.
+
+
 class Node:
     """One box of the drawing: a step or an event type."""
 
-    id: str
-    kind: str  # "step" or "event"
-    label: str
-    title: str  # first line of the tooltip
-    rows: list[tuple[str, str]] = field(default_factory=list)  # the tooltip's table
-    tags: list[str] = field(default_factory=list)  # CSS classes: start, stop, failed, idle...
-    badges: list[tuple[str, str]] = field(default_factory=list)  # (text, CSS class) marks
-    stats: str = ""  # what a run did here, one line
+    __slots__ = ("badges", "id", "kind", "label", "rows", "stats", "tags", "title")
+
+    def __init__(self, id: str, kind: str, label: str, title: str) -> None:
+        self.id = id
+        self.kind = kind  # "step" or "event"
+        self.label = label
+        self.title = title  # first line of the tooltip
+        self.rows: list[tuple[str, str]] = []  # the tooltip's table
+        self.tags: list[str] = []  # CSS classes: start, stop, failed, idle...
+        self.badges: list[tuple[str, str]] = []  # (text, CSS class) marks
+        self.stats = ""  # what a run did here, one line
 
 
-@dataclass
 class Edge:
     """An arrow: an event type going into a step, or a step emitting an event type."""
 
-    source: str
-    target: str
-    count: int | None = None  # events that went this way in a run
-    tags: list[str] = field(default_factory=list)
+    __slots__ = ("count", "source", "tags", "target")
+
+    def __init__(self, source: str, target: str) -> None:
+        self.source = source
+        self.target = target
+        self.count: int | None = None  # events that went this way in a run
+        self.tags: list[str] = []
 
 
-@dataclass
 class Diagram:
     """What to draw: nodes, edges, a title and an optional line under it."""
 
-    title: str
-    nodes: list[Node] = field(default_factory=list)
-    edges: list[Edge] = field(default_factory=list)
-    subtitle: str = ""
-    alert: bool = False  # show the subtitle as a failure
-    by_step: dict[str, Node] = field(default_factory=dict)
-    by_event: dict[type[Event], Node] = field(default_factory=dict)
-    _edge_index: dict[tuple[str, str], Edge] = field(default_factory=dict)
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.subtitle = ""
+        self.alert = False  # show the subtitle as a failure
+        self.nodes: list[Node] = []
+        self.edges: list[Edge] = []
+        self.by_step: dict[str, Node] = {}
+        self.by_event: dict[type[Event], Node] = {}
+        self._edge_index: dict[tuple[str, str], Edge] = {}
 
     def edge(self, source: Node, target: Node) -> Edge:
         """Return the edge `source` -> `target`, adding it if it is new."""

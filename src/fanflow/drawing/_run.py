@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from fanflow._runtime.records import Record, RecordKind
 from fanflow.drawing._model import Diagram, Node, flow_diagram
@@ -19,14 +18,16 @@ from fanflow.workflow import Workflow
 __all__ = ["RunSummary", "StepStats", "format_seconds", "run_diagram", "summarize"]
 
 
-@dataclass
 class StepStats:
     """How one step fared in one run."""
 
-    invocations: int = 0
-    failures: int = 0  # failed attempts, retried or not
-    seconds: dict[int, float] = field(default_factory=dict)  # invocation -> time in attempts
-    finished: set[int] = field(default_factory=set)
+    __slots__ = ("failures", "finished", "invocations", "seconds")
+
+    def __init__(self) -> None:
+        self.invocations = 0
+        self.failures = 0  # failed attempts, retried or not
+        self.seconds: dict[int, float] = {}  # invocation -> time spent in its attempts
+        self.finished: set[int] = set()
 
     @property
     def total(self) -> float:
@@ -39,21 +40,21 @@ class StepStats:
         return max(self.seconds.values(), default=0.0)
 
 
-@dataclass
 class RunSummary:
     """Everything the drawing of a run needs, counted from its records."""
 
-    run_id: str
-    workflow: str = "workflow"
-    status: str = "running"
-    error: BaseException | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    failed_step: str | None = None
-    steps: dict[str, StepStats] = field(default_factory=dict)
-    event_types: list[type[Event]] = field(default_factory=list)
-    emitted: Counter[tuple[str, type[Event]]] = field(default_factory=Counter)
-    delivered: Counter[tuple[type[Event], str]] = field(default_factory=Counter)
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.workflow = "workflow"
+        self.status = "running"
+        self.error: BaseException | None = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.failed_step: str | None = None
+        self.steps: dict[str, StepStats] = {}
+        self.event_types: list[type[Event]] = []
+        self.emitted: Counter[tuple[str, type[Event]]] = Counter()
+        self.delivered: Counter[tuple[type[Event], str]] = Counter()
 
     @property
     def seconds(self) -> float | None:
@@ -73,7 +74,7 @@ def summarize(records: Sequence[Record]) -> RunSummary:
             f"records of {len(run_ids)} runs given; pass the records of one run "
             "(store.records(run_id))"
         )
-    summary = RunSummary(run_id=records[0].run_id)
+    summary = RunSummary(records[0].run_id)
     types: dict[int | None, type[Event]] = {}
     failed_by: dict[int, str] = {}
     for record in records:
