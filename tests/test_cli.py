@@ -407,3 +407,14 @@ def test_console_script_is_installed() -> None:
         pytest.skip(f"no console script next to {sys.executable}; pip install -e . first")
     done = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("fanflow ")
+
+
+def test_python_m_runs_the_command() -> None:
+    """``python -m fanflow.cli`` is the same command, for when the script is not on PATH."""
+    done = subprocess.run(
+        [sys.executable, "-m", "fanflow.cli", "check", f"{FLOWS}:ParellelFlow"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (0, "ParellelFlow: ok (2 steps, 3 event types)\n")
