@@ -111,7 +111,7 @@ def test_record_is_a_named_tuple_with_the_documented_fields():
     )
 
 
-def test_record_kinds_are_the_documented_eight():
+def test_record_kinds_are_the_documented_ones():
     """RecordKind names every kind of thing a run records."""
     assert [k.name for k in RecordKind] == [
         "RUN_STARTED",
@@ -120,7 +120,12 @@ def test_record_kinds_are_the_documented_eight():
         "STEP_FINISHED",
         "STEP_FAILED",
         "WAIT_STARTED",
+        "WAIT_RESOLVED",
+        "COLLECT_ADDED",
+        "COLLECTED",
+        "STREAMED",
         "STATE_CHANGED",
+        "RUN_RESUMED",
         "RUN_FINISHED",
     ]
 

@@ -6,7 +6,7 @@ Every public name is importable from here; `fanflow.events` and
 `fanflow.errors` hold the event classes and the exception tree.
 """
 
-from fanflow._runtime.records import Record, RecordKind, Store
+from fanflow._runtime.records import Record, RecordKind, RunInfo, Store
 from fanflow._runtime.state import DictState, StateStore
 from fanflow.clock import Clock, MockClock, SystemClock
 from fanflow.context import Context
@@ -20,10 +20,14 @@ from fanflow.drawing import (
 )
 from fanflow.errors import (
     FanflowError,
+    LeaseError,
+    SchemaVersionError,
+    SerializationError,
     StartEventError,
     StateError,
     StepOutputError,
     StepTimeoutError,
+    StoreError,
     UnroutableEventError,
     WorkflowCancelledByUser,
     WorkflowConfigurationError,
@@ -63,12 +67,16 @@ __all__ = [
     "FanflowError",
     "HumanResponseEvent",
     "InputRequiredEvent",
+    "LeaseError",
     "MemoryStore",
     "MockClock",
     "Record",
     "RecordKind",
     "RetryInfo",
     "RetryPolicy",
+    "RunInfo",
+    "SchemaVersionError",
+    "SerializationError",
     "StartEvent",
     "StartEventError",
     "StateError",
@@ -79,6 +87,7 @@ __all__ = [
     "StepTimeoutError",
     "StopEvent",
     "Store",
+    "StoreError",
     "SystemClock",
     "UnroutableEventError",
     "Workflow",

@@ -13,13 +13,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
+from fanflow._runtime.records import Record, RecordKind
 from fanflow._runtime.run import Run
 from fanflow._runtime.state import DictState, StateStore
 from fanflow._runtime.worker import StepFrame, current_frame
-from fanflow.errors import WorkflowRuntimeError
+from fanflow.errors import SchemaVersionError, SerializationError, WorkflowRuntimeError
 from fanflow.events import Event
 from fanflow.retry import RetryInfo
+from fanflow.serialize import SCHEMA_VERSION, record_to_text_row, row_to_record
 
 __all__ = ["Context"]
 
@@ -41,6 +44,7 @@ class Context(Generic[StateT]):
         self._workflow = workflow
         self._store: StateStore[StateT] | None = None
         self._run: Run | None = None
+        self._saved_records: list[Record] | None = None  # from `from_dict`, resumed by run()
 
     # ------------------------------------------------------------ run binding
 
@@ -77,6 +81,45 @@ class Context(Generic[StateT]):
                 f"Context.{what}() must be called inside a step of this context's run"
             )
         return frame
+
+    # ------------------------------------------------------------ saving
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return this context as JSON-ready data: its state and its run's records.
+
+        ``Context.from_dict(workflow, data)`` turns it back into a context;
+        ``workflow.run(ctx=...)`` with it continues the run where it stood.
+        """
+        data: dict[str, Any] = {
+            "version": SCHEMA_VERSION,
+            "state": to_jsonable_python(self.store.snapshot()),
+            "records": [],
+        }
+        if self._run is not None:
+            self._run.flush()
+            try:
+                records = self._run.sink.records(self._run.run_id)
+            except KeyError:
+                records = []
+            data["records"] = [record_to_text_row(r) for r in records]
+        return data
+
+    @classmethod
+    def from_dict(cls, workflow: Any, data: dict[str, Any]) -> Context[Any]:
+        """Rebuild a context saved with `to_dict` for `workflow`."""
+        if not isinstance(data, dict) or "state" not in data:
+            raise SerializationError("Context.from_dict() needs the dict made by ctx.to_dict()")
+        if data.get("version", 0) > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"context data has format version {data['version']}; this fanflow reads "
+                f"up to {SCHEMA_VERSION}"
+            )
+        ctx: Context[Any] = cls(workflow)
+        ctx.store.restore(None, data["state"])
+        records = [row_to_record(row) for row in data.get("records", [])]
+        if records and records[-1].kind is not RecordKind.RUN_FINISHED:
+            ctx._saved_records = records
+        return ctx
 
     # ------------------------------------------------------------ state
 
@@ -168,7 +211,9 @@ class Context(Generic[StateT]):
         if ev is None:
             return
         _check_event(ev, "write_event_to_stream")
-        self._require_run("write_event_to_stream").write_to_stream(ev)
+        run = self._require_run("write_event_to_stream")
+        frame = current_frame.get()
+        run.write_to_stream(ev, frame if frame is not None and frame.run is run else None)
 
     def retry_info(self) -> RetryInfo:
         """Return the running step's retry state (attempt number, last error)."""

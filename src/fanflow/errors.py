@@ -10,22 +10,30 @@ they reach ``await handler`` as the same object.
     ├── WorkflowRuntimeError          a run went wrong while running
     │   ├── WorkflowStuckError            nothing can make progress
     │   ├── UnroutableEventError          no step accepts an event
-    │   └── StepOutputError               a step returned a non-Event
+    │   ├── StepOutputError               a step returned a non-Event
+    │   └── StartEventError               ``run(**kwargs)`` does not fit the StartEvent
     ├── WorkflowTimeoutError          a run (or one step) took too long
     │   └── StepTimeoutError              one step invocation took too long
     ├── WorkflowCancelledByUser       ``handler.cancel_run()`` ended the run
-    ├── StartEventError               ``run(**kwargs)`` does not fit the StartEvent
-    └── StateError                    ``ctx.store`` was asked for a missing path
+    ├── StateError                    ``ctx.store`` was asked for a missing path
+    └── StoreError                    a durable store cannot do what was asked
+        ├── SerializationError            a record or event does not (de)serialize
+        ├── SchemaVersionError            the database was written by a newer fanflow
+        └── LeaseError                    another process holds the run
 """
 
 from __future__ import annotations
 
 __all__ = [
     "FanflowError",
+    "LeaseError",
+    "SchemaVersionError",
+    "SerializationError",
     "StartEventError",
     "StateError",
     "StepOutputError",
     "StepTimeoutError",
+    "StoreError",
     "UnroutableEventError",
     "WorkflowCancelledByUser",
     "WorkflowConfigurationError",
@@ -76,13 +84,29 @@ class WorkflowCancelledByUser(FanflowError):
     """The run was cancelled with ``handler.cancel_run()``."""
 
 
-class StartEventError(FanflowError, TypeError):
+class StartEventError(WorkflowRuntimeError, TypeError):
     """The arguments given to ``run()`` do not build the workflow's StartEvent."""
 
 
-class StateError(FanflowError, KeyError):
+class StateError(FanflowError, KeyError, ValueError):
     """A state path does not exist (and no default was given)."""
 
     def __str__(self) -> str:
         # KeyError quotes its argument; a sentence reads better unquoted.
         return str(self.args[0]) if self.args else ""
+
+
+class StoreError(FanflowError):
+    """A store could not keep or give back run records."""
+
+
+class SerializationError(StoreError):
+    """A record or event could not be turned into JSON or back; names the run and record."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer fanflow than this one."""
+
+
+class LeaseError(StoreError):
+    """Another process holds the run; the message names the holder."""

@@ -7,6 +7,7 @@ keyword is kept too and reads like a field (``ev.topic``), like a dict entry
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from typing import Any
 
@@ -79,6 +80,35 @@ class DictLikeModel(BaseModel):
 
 class Event(DictLikeModel):
     """Base class of every event; subclass it and declare typed fields."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # Every event type is loadable by name, so stored runs can be resumed.
+        _registry[type_name(cls)] = cls
+
+
+_registry: weakref.WeakValueDictionary[str, type[Event]] = weakref.WeakValueDictionary()
+
+
+def type_name(event_type: type[Event]) -> str:
+    """Return the name an event type is stored under: ``module:Qualname``."""
+    return f"{event_type.__module__}:{event_type.__qualname__}"
+
+
+def lookup_type(name: str) -> type[Event] | None:
+    """Return the event type stored under `name`, or None if none is defined.
+
+    A script's events live in ``__main__`` in one process and under the
+    file's module name in another, so a unique match on the qualified name
+    is accepted too.
+    """
+    found = _registry.get(name)
+    if found is not None:
+        return found
+    qualname = name.partition(":")[2]
+    matches = {t for key, t in list(_registry.items()) if key.partition(":")[2] == qualname}
+    return matches.pop() if len(matches) == 1 else None
 
 
 class StartEvent(Event):

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fanflow._runtime.run import Run
-from fanflow.events import Event
+from fanflow.events import Event, StopEvent
 
 if TYPE_CHECKING:
     from fanflow.context import Context
@@ -57,6 +57,21 @@ class WorkflowHandler(asyncio.Future[Any]):
         cancelled = super().cancel(msg)
         self._run.cancel()
         return cancelled
+
+    async def send_event(self, event: Event, step: str | None = None) -> None:
+        """Deliver `event` into the run from outside (same as ``handler.ctx.send_event``)."""
+        self.ctx.send_event(event, step)
+
+    def get_stop_event(self) -> StopEvent | None:
+        """Return the StopEvent that ended the run, or None (still running or failed)."""
+        return self._run.stop_event
+
+    async def stop_event_result(self) -> StopEvent:
+        """Wait for the run and return its StopEvent (not just its result)."""
+        await asyncio.shield(self)
+        stop = self._run.stop_event
+        assert stop is not None
+        return stop
 
     def is_done(self) -> bool:
         """Return whether the run has ended (same as ``done()``)."""

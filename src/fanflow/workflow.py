@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from fanflow._runtime.records import Store
+from fanflow._runtime.journal import Durability, check_durability
+from fanflow._runtime.records import RecordKind, Store
+from fanflow._runtime.resume import replay_finished
 from fanflow._runtime.run import Run
 from fanflow._runtime.table import StepTable, bind
 from fanflow.clock import Clock, SystemClock
@@ -78,11 +81,12 @@ class Workflow:
     def __init__(
         self,
         timeout: float | None = 45.0,
-        verbose: bool = False,
         disable_validation: bool = False,
+        verbose: bool = False,
         *,
         clock: Clock | None = None,
         store: Store | None = None,
+        durability: Durability = "batched",
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise WorkflowValidationError(f"Workflow timeout must be None or > 0, got {timeout!r}")
@@ -91,6 +95,7 @@ class Workflow:
         self.disable_validation = disable_validation
         self.clock: Clock = clock or _SYSTEM_CLOCK
         self.store: Store = store if store is not None else MemoryStore()
+        self.durability = check_durability(durability)
         specs = self.step_specs()
         self._table = StepTable(bind(spec, self) for spec in specs)
         self.state_type = _state_type(type(self).__name__, specs)
@@ -106,42 +111,87 @@ class Workflow:
         self,
         ctx: Context[Any] | None = None,
         start_event: StartEvent | None = None,
+        *,
+        store: Store | None = None,
+        durability: Durability | None = None,
         **kwargs: Any,
     ) -> WorkflowHandler:
         """Start a run and return its handler; ``await`` it for the result.
 
         The keyword arguments build the StartEvent (validated against a typed
         StartEvent subclass); or pass `start_event` yourself. Pass `ctx` to
-        continue with the state of an earlier run.
+        continue with the state of an earlier run (or, for a context made by
+        `Context.from_dict` during a run, to continue that run). `store` and
+        `durability` override the workflow's for this run.
         """
         if not self._validated:
             validate(self._table.graph, type(self).__name__)
             self._validated = True
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise WorkflowRuntimeError(
-                "Workflow.run() needs a running event loop: call it inside 'async def' "
-                "(result = await wf.run()) or wrap it with asyncio.run()"
-            ) from None
+        loop = _running_loop("run")
+        if ctx is not None and ctx._saved_records:
+            records, ctx._saved_records = ctx._saved_records, None
+            saved = MemoryStore(max_runs=None)
+            saved.write(records)
+            return self.resume(records[0].run_id, store=store or saved, ctx=ctx)
         event = self._start_event(start_event, kwargs)
         ctx = ctx if ctx is not None else Context(self)
+        run = self._new_run(loop, ctx, os.urandom(16).hex(), store, durability)
+        run.start(event)
+        return run.future  # type: ignore[return-value]
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        store: Store | None = None,
+        ctx: Context[Any] | None = None,
+        durability: Durability | None = None,
+    ) -> WorkflowHandler:
+        """Continue run `run_id` from its records in `store` (default: the workflow's).
+
+        Steps whose completion was recorded do not run again; steps that were
+        in flight run again from the top (at-least-once). A finished run
+        returns a handler that is already done. Raises `LeaseError` if
+        another live process is running it.
+        """
+        store = store if store is not None else self.store
+        loop = _running_loop("resume")
+        try:
+            records = store.records(run_id)
+        except KeyError:
+            raise WorkflowRuntimeError(f"no run {run_id!r} in {type(store).__name__}") from None
+        ctx = ctx if ctx is not None else Context(self)
+        run = self._new_run(loop, ctx, run_id, store, durability)
+        if records[-1].kind is RecordKind.RUN_FINISHED:
+            replay_finished(run, records)
+        else:
+            run.resume(records)
+        return run.future  # type: ignore[return-value]
+
+    def _new_run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ctx: Context[Any],
+        run_id: str,
+        store: Store | None,
+        durability: Durability | None,
+    ) -> Run:
         run = Run(
-            run_id=os.urandom(16).hex(),
+            run_id=run_id,
             workflow_name=type(self).__name__,
             table=self._table,
             ctx=ctx,
             future=loop.create_future(),
             clock=self.clock,
-            sink=self.store,
+            sink=store if store is not None else self.store,
             timeout=self.timeout,
             verbose=self.verbose,
+            source=_source(type(self)),
+            durability=check_durability(durability) if durability else self.durability,
         )
-        handler = WorkflowHandler(ctx, run, loop)
-        run.future = handler
+        run.future = WorkflowHandler(ctx, run, loop)
         ctx._attach(run)
-        run.start(event)
-        return handler
+        return run
 
     def _start_event(self, given: StartEvent | None, kwargs: dict[str, Any]) -> StartEvent:
         start_type = self._start_type
@@ -168,6 +218,25 @@ class Workflow:
                 f"{type(self).__name__}.run() arguments do not fit {start_type.__name__}: "
                 f"{problems}"
             ) from None
+
+
+def _running_loop(what: str) -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise WorkflowRuntimeError(
+            f"Workflow.{what}() needs a running event loop: call it inside 'async def' "
+            "(result = await wf.run()) or wrap it with asyncio.run()"
+        ) from None
+
+
+def _source(cls: type) -> str:
+    """Return where `cls` can be imported from: ``module:Class`` or ``/path/file.py:Class``."""
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if cls.__module__ == "__main__" and path:
+        return f"{os.path.abspath(path)}:{cls.__qualname__}"
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _state_type(workflow: str, specs: list[StepSpec]) -> type[Any] | None:

@@ -22,20 +22,28 @@ class CollectBuffer:
     __slots__ = ("last_expected", "queues", "size")
 
     def __init__(self) -> None:
-        self.queues: dict[type[Event], deque[Event]] = {}
+        self.queues: dict[type[Event], deque[tuple[int, Event]]] = {}
         self.size = 0
         self.last_expected: Sequence[type[Event]] = ()
 
-    def add(self, event: Event) -> None:
+    def add(self, event_id: int, event: Event) -> None:
         """Buffer `event` at the end of its type's FIFO."""
         queue = self.queues.get(type(event))
         if queue is None:
             queue = self.queues[type(event)] = deque()
-        queue.append(event)
+        queue.append((event_id, event))
         self.size += 1
 
-    def take(self, expected: Sequence[type[Event]]) -> list[Event] | None:
-        """Pop one event per entry of `expected` if all are present, else None."""
+    def remove(self, event_ids: Sequence[int]) -> None:
+        """Drop the events with `event_ids` (replaying a recorded collect)."""
+        wanted = set(event_ids)
+        for event_type, queue in self.queues.items():
+            kept = deque(item for item in queue if item[0] not in wanted)
+            self.size -= len(queue) - len(kept)
+            self.queues[event_type] = kept
+
+    def take(self, expected: Sequence[type[Event]]) -> list[tuple[int, Event]] | None:
+        """Pop one (id, event) per entry of `expected` if all are present, else None."""
         self.last_expected = expected
         # Cheap necessary condition first: a fan-in of n events would otherwise
         # count the n-long type list on each of its n calls.

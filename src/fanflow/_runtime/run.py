@@ -13,17 +13,20 @@ queued and nobody waiting for input from outside.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from fanflow._runtime.collect import CollectBuffer
-from fanflow._runtime.records import Record, RecordKind, RecordSink
+from fanflow._runtime.journal import Durability, Lease
+from fanflow._runtime.records import Record, RecordKind, Store
+from fanflow._runtime.resume import restore
 from fanflow._runtime.stream import EventStream
 from fanflow._runtime.table import StepBinding, StepTable
 from fanflow._runtime.waiters import Waiters
-from fanflow._runtime.worker import StepFrame, StepRunner
+from fanflow._runtime.worker import Replay, StepFrame, StepRunner, current_frame
 from fanflow.clock import Clock, SystemClock, Timer
 from fanflow.errors import (
     UnroutableEventError,
@@ -38,6 +41,8 @@ __all__ = ["Run"]
 
 _new_tuple = tuple.__new__
 _EMITTED = RecordKind.EVENT_EMITTED
+_COLLECT_ADDED = RecordKind.COLLECT_ADDED
+_COLLECTED = RecordKind.COLLECTED
 
 
 class Run:
@@ -52,9 +57,11 @@ class Run:
         ctx: Any,
         future: asyncio.Future[Any],
         clock: Clock,
-        sink: RecordSink,
+        sink: Store,
         timeout: float | None,
         verbose: bool,
+        source: str = "",
+        durability: Durability = "batched",
     ) -> None:
         self.run_id = run_id
         self.workflow_name = workflow_name
@@ -65,6 +72,8 @@ class Run:
         self.sink = sink
         self.timeout = timeout
         self.verbose = verbose
+        self.source = source
+        self.durability = durability
         self.stream = EventStream()
         self.waiters = Waiters(self)
         self.runners: dict[str, StepRunner] = {}
@@ -74,17 +83,22 @@ class Run:
         self.awaiting_input = 0  # InputRequiredEvents not yet answered from outside
         self.parked: deque[tuple[int, Event]] = deque()  # outside events nobody took yet
         self.outcome: str | None = None
+        self.stop_event: StopEvent | None = None
         self.last_finished: tuple[str, Event | None] | None = None
         self._seq = 0
         self._event_ids = 0
         self.invocations = 0  # step invocations begun; the last one's id
+        self.replays: dict[tuple[str, int], Replay] = {}  # reruns after a resume
+        self._synthetic_ids = 0  # ids (< 0) for collected events that were not step inputs
+        self._lease: Lease | None = None
         self._timer: Timer | None = None
         self._closed = False
         self._pending: list[Record] = []
         self._flush_scheduled = False
         self.loop = asyncio.get_running_loop()
-        # The system clock is plain time.monotonic; skip the method call per read.
-        self.now = time.monotonic if isinstance(clock, SystemClock) else clock.now
+        # Record times are wall-clock on the system clock (stored runs are read
+        # by other processes); skip the method call per read.
+        self.now = time.time if isinstance(clock, SystemClock) else clock.now
 
     # ------------------------------------------------------------ records
 
@@ -126,10 +140,17 @@ class Run:
         )
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            if self.durability == "batched":
+                self.loop.call_soon(self.flush)
+            elif self.durability == "sync":
+                self.flush()
+            else:
+                atexit.register(self.flush)
 
     def flush(self) -> None:
         """Hand the records recorded so far to the sink."""
+        if self._flush_scheduled and self.durability == "exit":
+            atexit.unregister(self.flush)
         self._flush_scheduled = False
         if self._pending:
             batch, self._pending = self._pending, []
@@ -139,21 +160,39 @@ class Run:
 
     def start(self, start_event: Event) -> None:
         """Record the start and dispatch `start_event`."""
-        self.record(RecordKind.RUN_STARTED, event=start_event, data=self.workflow_name)
+        self._begin()
+        info = {"workflow": self.workflow_name, "source": self.source}
+        self.record(RecordKind.RUN_STARTED, event=start_event, data=info)
+        self.emit(start_event, None)
+
+    def _begin(self) -> None:
+        if getattr(self.sink, "durable", False):
+            self._lease = Lease(self.sink, self.run_id)
+            self._lease.take()
         if self.timeout is not None:
             self._timer = self.clock.call_later(self.timeout, self._timed_out)
-        self.emit(start_event, None)
+
+    def resume(self, records: list[Record]) -> None:
+        """Continue this run from its `records` (see `fanflow._runtime.resume`)."""
+        self._begin()
+        self._seq = records[-1].seq
+        self.record(RecordKind.RUN_RESUMED, data=self._lease.holder if self._lease else None)
+        restore(self, records)
+        self.check_stuck()
 
     def state_changed(self, path: str | None, value: Any) -> None:
         """Record a change of the run's state (`path` None: the whole state)."""
         if self.outcome is None:
-            self.record(RecordKind.STATE_CHANGED, data=(path, value))
+            frame = current_frame.get()
+            step, invocation = (frame.step, frame.invocation) if frame else (None, None)
+            self.record(RecordKind.STATE_CHANGED, step, invocation, data=(path, value))
 
-    def finish(self, stop: StopEvent) -> None:
+    def finish(self, stop: StopEvent, event_id: int | None = None) -> None:
         """End the run with `stop`; running workers are cancelled."""
+        self.stop_event = stop
         self.stream.put(stop)
         result = stop.result if type(stop) is StopEvent else stop
-        self._end("ok", None)
+        self._end("ok", None, event_id)
         if not self.future.done():
             self.future.set_result(result)
 
@@ -169,11 +208,13 @@ class Run:
         """End the run at the caller's request."""
         self.fail(WorkflowCancelledByUser(f"run {self.run_id} was cancelled"), "cancelled")
 
-    def _end(self, status: str, error: BaseException | None) -> None:
+    def _end(self, status: str, error: BaseException | None, event_id: int | None = None) -> None:
         self.outcome = status
-        self.record(RecordKind.RUN_FINISHED, data=status, error=error)
+        self.record(RecordKind.RUN_FINISHED, event_id=event_id, data=status, error=error)
         self._closed = True
         self.flush()
+        if self._lease is not None:
+            self._lease.release()
         if self._timer is not None:
             self._timer.cancel()
         self.stream.close(error)
@@ -198,15 +239,20 @@ class Run:
         """Record `event` as emitted by `frame` (None: from outside) and dispatch it."""
         if self.outcome is not None:
             return None
-        event_id = self.record_emitted(event, frame)
+        if frame is not None and frame.replay is not None and frame.replay.emitted:
+            # A rerun after a resume: this event was recorded and routed before.
+            return frame.replay.emitted.popleft()
+        event_id = self.record_emitted(event, frame, target)
         self.dispatch(event_id, event, frame, target)
         return event_id
 
-    def record_emitted(self, event: Event, frame: StepFrame | None) -> int:
+    def record_emitted(
+        self, event: Event, frame: StepFrame | None, target: str | None = None
+    ) -> int:
         """Give `event` an id and record who emitted it."""
         self._event_ids += 1
         step, invocation = (frame.step, frame.invocation) if frame else (None, None)
-        self.record(_EMITTED, step, invocation, self._event_ids, event)
+        self.record(_EMITTED, step, invocation, self._event_ids, event, target)
         return self._event_ids
 
     def dispatch(
@@ -217,10 +263,10 @@ class Run:
             return
         if frame is None:
             self.awaiting_input = 0
-        if self.waiters.open and self.waiters.deliver(event):
+        if self.waiters.open and self.waiters.deliver(event_id, event):
             return
         if isinstance(event, StopEvent):
-            self.finish(event)
+            self.finish(event, event_id)
             return
         bindings = self.table.routes.get(type(event), ())
         if target is not None:
@@ -273,8 +319,15 @@ class Run:
         self.busy += 1
         runner.submit(event_id, event)
 
-    def write_to_stream(self, event: Event) -> None:
-        """Put `event` on the run's event stream."""
+    def write_to_stream(self, event: Event, frame: StepFrame | None) -> None:
+        """Record `event` as streamed by `frame` and put it on the run's event stream."""
+        if self.outcome is not None:
+            return
+        if frame is not None and frame.replay is not None and frame.replay.streamed:
+            frame.replay.streamed -= 1  # streamed before the resume
+            return
+        step, invocation = (frame.step, frame.invocation) if frame else (None, None)
+        self.record(RecordKind.STREAMED, step, invocation, None, event)
         self.stream.put(event)
 
     def collect(
@@ -285,12 +338,27 @@ class Run:
         buffer_id: str | None,
     ) -> list[Event] | None:
         """Buffer `event` for the step of `frame`; return the set once complete."""
-        key = (frame.step, buffer_id)
-        buffer = self.buffers.get(key)
+        buffer = self.buffer(frame.step, buffer_id)
+        if event is frame.event:
+            event_id, stored = frame.event_id, None
+        else:
+            self._synthetic_ids -= 1
+            event_id, stored = self._synthetic_ids, event
+        self.record(_COLLECT_ADDED, frame.step, frame.invocation, event_id, stored, buffer_id)
+        buffer.add(event_id, event)
+        taken = buffer.take(expected)
+        if taken is None:
+            return None
+        ids = [item[0] for item in taken]
+        self.record(_COLLECTED, frame.step, frame.invocation, None, None, (buffer_id, ids))
+        return [item[1] for item in taken]
+
+    def buffer(self, step: str, buffer_id: str | None) -> CollectBuffer:
+        """Return the collect buffer of `step` and `buffer_id`, made on first use."""
+        buffer = self.buffers.get((step, buffer_id))
         if buffer is None:
-            buffer = self.buffers[key] = CollectBuffer()
-        buffer.add(event)
-        return buffer.take(expected)
+            buffer = self.buffers[(step, buffer_id)] = CollectBuffer()
+        return buffer
 
     # ------------------------------------------------------------ progress
 

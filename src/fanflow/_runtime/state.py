@@ -101,6 +101,15 @@ class StateStore(Generic[StateT]):
             yield self._state
             self._changed(None, self._state)
 
+    def restore(self, path: str | None, value: Any) -> None:
+        """Apply a recorded change without recording it again (resuming a run)."""
+        if path is not None:
+            self._set(path, value)
+        elif isinstance(value, self.state_type):
+            self._state = value.model_copy(deep=True)
+        else:
+            self._state = self.state_type.model_validate(value)
+
     def snapshot(self) -> StateT:
         """Return a deep copy of the state without waiting (for records and tests)."""
         return self._state.model_copy(deep=True)

@@ -26,16 +26,17 @@ E = TypeVar("E", bound=Event)
 
 
 class _Waiter:
-    __slots__ = ("event_type", "future", "requirements", "step")
+    __slots__ = ("event_type", "future", "invocation", "requirements", "step")
 
     def __init__(
         self,
-        step: str,
+        frame: StepFrame,
         event_type: type[Event],
         requirements: Mapping[str, Any],
         future: asyncio.Future[Event],
     ) -> None:
-        self.step = step
+        self.step = frame.step
+        self.invocation = frame.invocation
         self.event_type = event_type
         self.requirements = requirements
         self.future = future
@@ -53,10 +54,11 @@ class Waiters:
         self._run = run
         self.open: list[_Waiter] = []
 
-    def deliver(self, event: Event) -> bool:
+    def deliver(self, event_id: int, event: Event) -> bool:
         """Hand `event` to the oldest matching waiter; return whether one took it."""
         for waiter in self.open:
             if not waiter.future.done() and waiter.matches(event):
+                self._run.record(RecordKind.WAIT_RESOLVED, waiter.step, waiter.invocation, event_id)
                 waiter.future.set_result(event)
                 self.open.remove(waiter)
                 return True
@@ -73,21 +75,23 @@ class Waiters:
         """Suspend the calling step until an `event_type` event matching `requirements`."""
         run = self._run
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(frame.step, event_type, dict(requirements or {}), future)
+        waiter = _Waiter(frame, event_type, dict(requirements or {}), future)
         run.record(
             RecordKind.WAIT_STARTED,
             step=frame.step,
             invocation=frame.invocation,
+            event=waiter_event,
             data=(event_type.__name__, waiter.requirements),
         )
         self.open.append(waiter)
         for parked in run.parked:
             if waiter.matches(parked[1]):
                 run.parked.remove(parked)
-                self.deliver(parked[1])
+                self.deliver(*parked)
                 break
         if waiter_event is not None:
-            run.write_to_stream(waiter_event)
+            # Recorded with WAIT_STARTED, so a rerun after a resume asks again.
+            run.stream.put(waiter_event)
         timer = None
         if timeout is not None:
             timer = run.clock.call_later(timeout, lambda: self._expire(waiter, timeout))

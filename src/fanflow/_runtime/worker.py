@@ -32,15 +32,28 @@ _FINISHED = RecordKind.STEP_FINISHED
 current_frame: ContextVar[StepFrame | None] = ContextVar("fanflow_step_frame", default=None)
 
 
+class Replay:
+    """What an interrupted invocation did before a resume, so its rerun does not repeat it."""
+
+    __slots__ = ("emitted", "streamed")
+
+    def __init__(self, emitted: deque[int], streamed: int) -> None:
+        self.emitted = emitted  # ids of the events it emitted, in order
+        self.streamed = streamed  # how many events it wrote to the stream
+
+
 class StepFrame:
     """The step invocation a worker task is running (read by `Context`)."""
 
-    __slots__ = ("invocation", "retry", "run", "step", "timed_out")
+    __slots__ = ("event", "event_id", "invocation", "replay", "retry", "run", "step", "timed_out")
 
     def __init__(self, run: Run, step: str) -> None:
         self.run = run
         self.step = step
         self.invocation = 0
+        self.event: Event | None = None
+        self.event_id = 0
+        self.replay: Replay | None = None
         self.retry = _FIRST_ATTEMPT
         self.timed_out = False
 
@@ -89,6 +102,8 @@ class StepRunner:
         run, spec, now = self.run, self.binding.spec, self.run.now
         run.invocations += 1
         frame.invocation = invocation = run.invocations
+        frame.event, frame.event_id = event, event_id
+        frame.replay = run.replays.pop((self.name, event_id), None) if run.replays else None
         frame.retry = _FIRST_ATTEMPT
         self.started += 1
         first_start = started = now()
@@ -177,6 +192,10 @@ class StepRunner:
                 print(f"Step {name} produced event {type(output).__name__}")
         if output is None or run.outcome is not None:
             run.record(_FINISHED, name, frame.invocation, None, None, seconds)
+        elif frame.replay is not None and frame.replay.emitted:
+            # Rerun after a resume: the output was recorded and routed before.
+            event_id = frame.replay.emitted.popleft()
+            run.record(_FINISHED, name, frame.invocation, event_id, None, seconds)
         else:
             event_id = run.record_emitted(output, frame)
             run.record(_FINISHED, name, frame.invocation, event_id, None, seconds)
