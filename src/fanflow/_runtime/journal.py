@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from typing import Any, Literal
 
 __all__ = ["DURABILITY_LEVELS", "Durability", "Lease", "check_durability", "new_holder"]
@@ -31,7 +30,7 @@ def check_durability(value: str) -> Durability:
 
 def new_holder() -> str:
     """Return a lease holder name for this process: ``host:pid:token``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+    return f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 class Lease:
