@@ -1,0 +1,191 @@
+"""SqliteStore: the store contract on a file, plus WAL, migrations, crashes and threads."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from store_contract import K, StoreContract, sample
+
+from fanflow import StartEvent
+from fanflow.errors import SchemaVersionError, StoreError
+from fanflow.serialize import SCHEMA_VERSION
+from fanflow.stores import SqliteStore, Store
+from fanflow.stores import sqlite as sqlite_module
+
+
+class SqliteBackend:
+    """Stores on one SQLite file; tampering goes through a plain sqlite3 connection."""
+
+    durable = True
+    checks_dead_holders = True
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def open(self) -> Store:
+        return SqliteStore(self.path)
+
+    def _execute(self, sql: str, params: tuple[object, ...]) -> None:
+        with sqlite3.connect(self.path) as conn:
+            conn.execute(sql, params)
+        conn.close()
+
+    def set_schema_version(self, version: int) -> None:
+        self._execute("UPDATE fanflow_meta SET value = ? WHERE key = 'schema_version'", (version,))
+
+    def corrupt(self, run_id: str, seq: int, column: str, text: str | None) -> None:
+        sql = f"UPDATE fanflow_records SET {column} = ? WHERE run_id = ? AND seq = ?"
+        self._execute(sql, (text, run_id, seq))
+
+
+class TestSqliteStore(StoreContract):
+    """The contract, against SqliteStore."""
+
+    @pytest.fixture
+    def backend(self, tmp_path: Path) -> SqliteBackend:
+        return SqliteBackend(tmp_path / "runs.db")
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "runs.db"
+
+
+def tables(path: Path) -> dict[str, list[str]]:
+    """Return the fanflow tables of the file at `path` and their columns."""
+    with sqlite3.connect(path) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        found = {n: [c[1] for c in conn.execute(f"PRAGMA table_info({n})")] for n in names}
+    conn.close()
+    return found
+
+
+def test_opens_in_wal_mode_with_normal_sync(path: Path) -> None:
+    """The file is in WAL mode and the store's connection syncs at NORMAL."""
+    with SqliteStore(path) as store:
+        assert store._connection().execute("PRAGMA synchronous").fetchone() == (1,)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+def test_creates_the_tables_and_records_the_schema_version(path: Path) -> None:
+    """A new file gets the four fanflow tables and the current schema version."""
+    SqliteStore(path).close()
+    assert tables(path) == {
+        "fanflow_meta": ["key", "value"],
+        "fanflow_records": [
+            *("run_id", "seq", "kind", "at", "step", "invocation", "event_id"),
+            *("event", "data", "error"),
+        ],
+        "fanflow_runs": ["run_id", "workflow", "source", "status", "started_at", "finished_at"],
+        "fanflow_leases": ["run_id", "holder", "expires_at"],
+    }
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM fanflow_meta").fetchall() == [(str(SCHEMA_VERSION),)]
+    conn.close()
+
+
+def test_last_migration_is_the_current_schema_version() -> None:
+    """The migration steps end at serialize.SCHEMA_VERSION."""
+    assert sqlite_module.MIGRATIONS[-1][0] == SCHEMA_VERSION
+
+
+def test_older_schema_is_migrated_step_by_step(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file at version 1 runs the later steps on open and records the new version."""
+    with SqliteStore(path) as store:
+        store.write([sample(K.RUN_STARTED, "r1", 0)])
+    step = (2, ("ALTER TABLE fanflow_runs ADD COLUMN note TEXT",))
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", (*sqlite_module.MIGRATIONS, step))
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 2)
+    with SqliteStore(path) as store:
+        assert [r.seq for r in store.records("r1")] == [0]
+    assert "note" in tables(path)["fanflow_runs"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM fanflow_meta").fetchall() == [("2",)]
+    conn.close()
+
+
+def test_newer_schema_error_names_the_file(path: Path) -> None:
+    """SchemaVersionError names the database file and says to upgrade."""
+    SqliteStore(path).close()
+    SqliteBackend(path).set_schema_version(SCHEMA_VERSION + 5)
+    with pytest.raises(SchemaVersionError, match=rf"{path}.*upgrade fanflow"):
+        SqliteStore(path)
+
+
+def test_the_runs_table_keeps_the_workflow_source(path: Path) -> None:
+    """RUN_STARTED's source (module:Class or file:Class) is kept for resuming."""
+    with SqliteStore(path) as store:
+        store.write([sample(K.RUN_STARTED, "r1", 0)])
+        rows = store._connection().execute("SELECT workflow, source FROM fanflow_runs").fetchall()
+    assert rows == [("Flow", "tests.flows:Flow")]
+
+
+def test_a_committed_batch_survives_sigkill(path: Path) -> None:
+    """Records written before the process is killed with SIGKILL are in the file afterwards."""
+    script = f"""
+import os, signal
+from fanflow import Record, RecordKind, StartEvent
+from fanflow.stores import SqliteStore
+store = SqliteStore({str(path)!r})
+store.write([Record("r1", seq, RecordKind.EVENT_EMITTED, 1.0, event=StartEvent(n=seq))
+              for seq in range(50)])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    child = subprocess.run([sys.executable, "-c", script], check=False)
+    assert child.returncode == -9
+    with SqliteStore(path) as store:
+        assert [r.event for r in store.records("r1")][-1] == StartEvent(n=49)
+
+
+def test_threads_share_one_store(path: Path) -> None:
+    """Batches written from several threads at once are all kept."""
+    with SqliteStore(path) as store:
+
+        def write(run_id: str) -> None:
+            for seq in range(0, 40, 4):
+                store.write([sample(K.EVENT_EMITTED, run_id, seq + i) for i in range(4)])
+
+        threads = [threading.Thread(target=write, args=(f"r{n}",)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [len(store.records(f"r{n}")) for n in range(4)] == [40] * 4
+
+
+def test_empty_batch_writes_nothing(path: Path) -> None:
+    """write([]) is allowed and keeps nothing."""
+    with SqliteStore(path) as store:
+        store.write([])
+        assert store.run_ids() == []
+
+
+def test_closed_store_says_so(path: Path) -> None:
+    """Using a closed store raises StoreError naming it; closing again is harmless."""
+    store = SqliteStore(path)
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match=r"SqliteStore\(.*runs.db'\) is closed"):
+        store.write([sample(K.RUN_STARTED, "r1", 0)])
+
+
+def test_unopenable_file_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    """A path in a missing folder raises StoreError naming the path."""
+    missing = tmp_path / "no" / "such" / "runs.db"
+    with pytest.raises(StoreError, match=f"cannot open the SQLite store {missing}"):
+        SqliteStore(missing)
+
+
+def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    """A file that is not SQLite raises StoreError naming it."""
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=r"junk\.db"):
+        SqliteStore(junk)
