@@ -32,6 +32,12 @@ def _restore_imports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterato
             del sys.modules[name]
 
 
+@pytest.fixture(autouse=True)
+def _run_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Journal each test's runs in a database of its own, not in the working folder."""
+    monkeypatch.setenv("FANFLOW_DB", f"sqlite:///{tmp_path}/runs.db")
+
+
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run ``fanflow argv``; return its exit status, stdout and stderr."""
     status = main(list(argv))

@@ -1,13 +1,17 @@
-"""The ``fanflow`` command: run, check and draw workflows.
+"""The ``fanflow`` command: run, check and draw workflows; list, show, resume and answer runs.
 
     fanflow run flows.py:MyFlow --arg topic=cats --timeout 60
     fanflow check flows.py:MyFlow
     fanflow draw flows.py:MyFlow -o flow.html
+    fanflow runs list
+    fanflow runs send RUN_ID --event '{"type": "HumanResponseEvent", "data": {"response": "Ada"}}'
 
 A target is ``path/to/file.py:FlowClass`` or ``package.module:FlowClass``
-(``:FlowClass`` may be left out when the file defines one workflow). Exit
-status: 0 success, 1 a failed run or an invalid workflow, 2 a wrong command
-line or a target that cannot be loaded. Errors are one line; ``--debug``
+(``:FlowClass`` may be left out when the file defines one workflow). Every
+run is journaled in the database ``--db`` names (default: ``$FANFLOW_DB``,
+else ``sqlite:///fanflow-runs.db``). Exit status: 0 success, 1 a failed run
+or an invalid workflow, 2 a wrong command line or a target that cannot be
+loaded, 3 a run left waiting for input. Errors are one line; ``--debug``
 adds the traceback.
 """
 
@@ -22,8 +26,18 @@ from pathlib import Path
 from typing import TypeAlias
 
 from fanflow import __version__
-from fanflow.cli._run import Ui, UsageError, make_workflow, run_workflow, start_arguments
-from fanflow.cli._target import Target, TargetError, load_target
+from fanflow._runtime.journal import DURABILITY_LEVELS
+from fanflow.cli._db import CachedStore, NoDatabaseError, db_option, db_url, open_db
+from fanflow.cli._run import (
+    Inputs,
+    UsageError,
+    make_ui,
+    make_workflow,
+    run_workflow,
+    start_arguments,
+)
+from fanflow.cli._runs import add_runs
+from fanflow.cli._target import Target, TargetError, file_source, load_target
 from fanflow.drawing import draw_all_possible_flows, to_dot, to_mermaid
 from fanflow.drawing._model import workflow_class
 from fanflow.errors import FanflowError, WorkflowValidationError
@@ -43,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int] = args.command
     try:
         return command(args)
-    except (TargetError, UsageError) as exc:
+    except (TargetError, UsageError, NoDatabaseError) as exc:
         return _fail(args, exc, 2)
     except (FanflowError, ImportError, OSError, ValueError, TypeError) as exc:
         return _fail(args, exc, 1)
@@ -55,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(args: argparse.Namespace, exc: BaseException, status: int) -> int:
     if args.debug:
         traceback.print_exception(exc)
-    text = str(exc) if isinstance(exc, (TargetError, UsageError)) else _one_line(exc)
+    plain = isinstance(exc, (TargetError, UsageError, NoDatabaseError))
+    text = str(exc) if plain else _one_line(exc)
     print(f"fanflow: error: {text}", file=sys.stderr)
     return status
 
@@ -68,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``fanflow`` and its commands."""
     parser = argparse.ArgumentParser(
         prog="fanflow",
-        description="Run, check and draw fanflow workflows.",
+        description="Run, check and draw fanflow workflows; list, show, resume and answer "
+        "their runs.",
         epilog="Run 'fanflow COMMAND --help' for a command's options.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -78,19 +94,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    _add_run(commands, common)
+    following = _following_options()
+    _add_run(commands, common, following)
     _add_check(commands, common)
     _add_draw(commands, common)
+    add_runs(commands, common, following)
     return parser
 
 
-def _add_run(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+def _following_options() -> argparse.ArgumentParser:
+    """Return the options of the commands that drive a run: run, runs resume, runs send."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--db",
+        metavar="URL",
+        help="where runs are journaled: sqlite:///file.db, sqlite:////abs/file.db or "
+        "postgresql://user@host/db (default: $FANFLOW_DB, else sqlite:///fanflow-runs.db)",
+    )
+    options.add_argument(
+        "--durability",
+        choices=DURABILITY_LEVELS,
+        help="when records are committed: each one (sync), each loop turn (batched, the "
+        "workflow's default) or at the end (exit)",
+    )
+    options.add_argument("--verbose", action="store_true", help="print each step as it runs")
+    options.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="limit the run to S seconds (0: no limit; default: the workflow's own, 45 s)",
+    )
+    options.add_argument(
+        "--progress",
+        choices=["auto", "live", "plain", "none"],
+        default="auto",
+        help="live status on a terminal, plain lines otherwise (default: auto)",
+    )
+    options.add_argument(
+        "--detach-on-input",
+        action="store_true",
+        help="when the run asks for input, leave it waiting in the database and exit with "
+        "status 3 (answer later with 'fanflow runs send'); default: read a line of stdin",
+    )
+    return options
+
+
+def _add_run(
+    commands: Subcommands, common: argparse.ArgumentParser, following: argparse.ArgumentParser
+) -> None:
     run = commands.add_parser(
         "run",
-        parents=[common],
+        parents=[common, following],
         help="run a workflow and print its streamed events and result",
-        description="Run a workflow: show live progress, print streamed events and the result. "
-        "Exit status 0 on success, 1 if the run fails.",
+        description="Run a workflow, journaled in the run database: print its id, show live "
+        "progress, print streamed events and the result. Exit status 0 on success, 1 if the "
+        "run fails, 3 if it was left waiting for input (--detach-on-input).",
     )
     run.add_argument("target", help=TARGET_HELP)
     run.add_argument(
@@ -102,19 +160,6 @@ def _add_run(commands: Subcommands, common: argparse.ArgumentParser) -> None:
         "else as a string; repeatable",
     )
     run.add_argument("--json-args", metavar="JSON", help="StartEvent fields as one JSON object")
-    run.add_argument("--verbose", action="store_true", help="print each step as it runs")
-    run.add_argument(
-        "--timeout",
-        type=_seconds,
-        metavar="S",
-        help="limit the run to S seconds (0: no limit; default: the workflow's own, 45 s)",
-    )
-    run.add_argument(
-        "--progress",
-        choices=["auto", "live", "plain", "none"],
-        default="auto",
-        help="live status on a terminal, plain lines otherwise (default: auto)",
-    )
     run.set_defaults(command=_cmd_run)
 
 
@@ -162,12 +207,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     kwargs = start_arguments(args.arg, args.json_args)
     target = load_target(args.target)
     wf = make_workflow(target, args.timeout, args.verbose)
-    mode = args.progress
-    if mode == "auto":
-        mode = "live" if sys.stderr.isatty() else "plain"
-    ui = Ui(sys.stdout, sys.stderr, live=mode == "live", quiet=mode == "none")
-    with ui.capture_stdout():
-        return asyncio.run(run_workflow(wf, kwargs, ui, debug=args.debug))
+    url = db_url(args.db)
+    store = CachedStore(open_db(url), source=file_source(args.target, target))
+    try:
+        wf.store = store
+        if args.durability is not None:
+            wf.durability = args.durability
+        ui = make_ui(args.progress)
+        inputs = Inputs(detach=args.detach_on_input, db=db_option(url))
+        with ui.capture_stdout():
+            return asyncio.run(run_workflow(wf, kwargs, ui, inputs=inputs, debug=args.debug))
+    finally:
+        store.close()
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

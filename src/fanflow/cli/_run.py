@@ -3,7 +3,9 @@
 Progress comes from the run's records, read from ``wf.store`` every tick;
 streamed events come from ``handler.stream_events()``. Events and the
 result go to stdout, progress to stderr, so ``fanflow run ... > out`` keeps
-only the results.
+only the results. `follow` does the same for a run resumed by ``fanflow
+runs resume`` or ``runs send``; asked for input, it reads a line of stdin
+or (``--detach-on-input``) leaves the run waiting in its store.
 """
 
 from __future__ import annotations
@@ -13,18 +15,35 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import sys
 import threading
 import traceback
+from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
 from fanflow._runtime.records import RecordKind, Store
+from fanflow.cli._db import pending_wait
 from fanflow.cli._progress import Above, Progress, StatusBlock
+from fanflow.errors import WorkflowCancelledByUser
 from fanflow.events import Event, HumanResponseEvent, InputRequiredEvent, StopEvent
 from fanflow.handler import WorkflowHandler
+from fanflow.serialize import RecordedError
 from fanflow.workflow import Workflow
 
-__all__ = ["Ui", "UsageError", "make_workflow", "run_workflow", "start_arguments"]
+__all__ = [
+    "Inputs",
+    "Ui",
+    "UsageError",
+    "describe",
+    "error_name",
+    "follow",
+    "leave",
+    "make_ui",
+    "make_workflow",
+    "run_workflow",
+    "start_arguments",
+]
 
 LIVE_TICK = 0.1  # seconds between redraws of the status on a terminal
 PLAIN_TICK = 1.0  # seconds between progress lines elsewhere
@@ -144,45 +163,141 @@ def _width(stream: TextIO) -> int:
         return 100
 
 
-async def run_workflow(wf: Workflow, kwargs: dict[str, Any], ui: Ui, *, debug: bool = False) -> int:
-    """Run `wf` with `kwargs`, showing it on `ui`; return the exit status (0 ok, 1 failed).
+@dataclass
+class Inputs:
+    """What to do when a followed run asks for input (an InputRequiredEvent on its stream)."""
 
-    With `debug`, a failed run's traceback is printed before its one-line error.
+    detach: bool = False  # leave the run waiting in its store instead of reading stdin
+    db: str = ""  # the " --db URL" that the printed ``fanflow runs send`` command needs
+    answered: list[Event] = field(default_factory=list)  # asked again on resume, answered already
+
+
+def make_ui(progress: str) -> Ui:
+    """Return the `Ui` on stdout and stderr for a ``--progress`` mode (auto, live, plain, none)."""
+    mode = progress
+    if mode == "auto":
+        mode = "live" if sys.stderr.isatty() else "plain"
+    return Ui(sys.stdout, sys.stderr, live=mode == "live", quiet=mode == "none")
+
+
+async def run_workflow(
+    wf: Workflow,
+    kwargs: dict[str, Any],
+    ui: Ui,
+    *,
+    inputs: Inputs | None = None,
+    debug: bool = False,
+) -> int:
+    """Run `wf` with `kwargs` on its store, showing it on `ui`; return the exit status.
+
+    The run's id is printed first (on stderr); see `follow` for the rest.
     """
     handler = wf.run(**kwargs)
-    watcher = asyncio.create_task(ui.watch(wf.store, handler.run_id))
-    streamer = asyncio.create_task(_stream(handler, ui))
+    print(f"run {handler.run_id}", file=ui.err, flush=True)
+    return await follow(handler, wf.store, ui, inputs=inputs, debug=debug)
+
+
+async def follow(
+    handler: WorkflowHandler,
+    store: Store,
+    ui: Ui,
+    *,
+    inputs: Inputs | None = None,
+    debug: bool = False,
+) -> int:
+    """Show the run of `handler` (recording to `store`) on `ui` until it ends; return the status.
+
+    0: it ended with a StopEvent, whose result is printed. 1: it failed; one
+    line names the error and the step (with `debug`, after the traceback).
+    3: it asked for input and ``inputs.detach`` left it waiting in `store`;
+    the command that answers it is printed.
+    """
+    inputs = inputs or Inputs()
+    left: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    watcher = asyncio.create_task(ui.watch(store, handler.run_id))
+    streamer = asyncio.create_task(_stream(handler, ui, inputs, left))
     try:
-        result = await handler
-    except Exception as exc:
-        error: BaseException | None = exc
-    else:
-        error = None
+        await asyncio.wait([handler, left], return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        handler.cancel_run()  # Ctrl-C ends the run, as cancelling ``await handler`` did
+        _outcome(handler)
+        raise
     finally:
         watcher.cancel()
-        await asyncio.wait([streamer], timeout=1.0)
+        if handler.done():
+            await asyncio.wait([streamer], timeout=1.0)
+        else:
+            leave(handler)
         streamer.cancel()
-        ui.finish(wf.store, handler.run_id)
+        ui.finish(store, handler.run_id)
+    if not handler.done():
+        _print_answer_hint(store, handler.run_id, inputs.db, ui.err)
+        return 3
+    result, error = _outcome(handler)
     if error is not None:
         if debug:
             traceback.print_exception(error, file=ui.err)
-        where = _failed_step(wf.store, handler.run_id, error)
-        print(f"fanflow: run failed{where}: {type(error).__name__}: {error}", file=ui.err)
+        where = _failed_step(store, handler.run_id, error)
+        print(f"fanflow: run failed{where}: {error_name(error)}: {error}", file=ui.err)
         return 1
     print(f"result: {describe(result)}", file=ui.out, flush=True)
     return 0
 
 
-async def _stream(handler: WorkflowHandler, ui: Ui) -> None:
+def _outcome(handler: WorkflowHandler) -> tuple[Any, BaseException | None]:
+    if handler.cancelled():
+        return None, WorkflowCancelledByUser(f"run {handler.run_id} was cancelled")
+    error = handler.exception()
+    return (None, error) if error is not None else (handler.result(), None)
+
+
+def leave(handler: WorkflowHandler) -> None:
+    """Stop driving the run of `handler` here, unfinished: write its records, release its lease.
+
+    Nothing more is recorded for it in this process, so another process can
+    resume it from its store (``fanflow runs send`` / ``runs resume``).
+    """
+    # The engine has no public call for this yet: do what the exit of the
+    # process would do, without exiting (tests run the command in-process).
+    run = handler._run
+    run.flush()
+    run._closed = True
+    if run._lease is not None:
+        run._lease.release()
+    if run._timer is not None:
+        run._timer.cancel()
+    for task in list(run.tasks):
+        task.cancel()
+
+
+def _print_answer_hint(store: Store, run_id: str, db: str, err: TextIO) -> None:
+    wait = pending_wait(store.records(run_id))
+    name, requirements = wait if wait is not None else ("HumanResponseEvent", {})
+    data: dict[str, object] = {"response": "..."} if name == "HumanResponseEvent" else {}
+    data.update(requirements)
+    event = json.dumps({"type": name, "data": data}, ensure_ascii=False, default=str)
+    print(f"fanflow: run {run_id} is waiting for input; answer it with:", file=err)
+    print(f"    fanflow runs send {run_id} --event {shlex.quote(event)}{db}", file=err, flush=True)
+
+
+async def _stream(
+    handler: WorkflowHandler, ui: Ui, inputs: Inputs, left: asyncio.Future[None]
+) -> None:
     try:
         async for event in handler.stream_events():
             if isinstance(event, StopEvent):
                 continue
+            if isinstance(event, InputRequiredEvent) and event in inputs.answered:
+                inputs.answered.remove(event)  # asked again on resume; already answered
+                continue
             ui.event(event)
             if isinstance(event, InputRequiredEvent):
+                if inputs.detach:
+                    left.set_result(None)
+                    return
                 await _answer(handler, ui)
     except Exception:
-        pass  # the run's error reaches `await handler`, which reports it
+        pass  # the run's error reaches `follow` through the handler, which reports it
 
 
 async def _answer(handler: WorkflowHandler, ui: Ui) -> None:
@@ -202,7 +317,11 @@ async def _answer(handler: WorkflowHandler, ui: Ui) -> None:
     print("input> ", end="", file=ui.err, flush=True)
     text = await line
     if not text:
-        print("fanflow: no input (stdin closed); cancelling the run", file=ui.err)
+        print(
+            "fanflow: no input (stdin closed); cancelling the run "
+            "(--detach-on-input leaves it waiting instead)",
+            file=ui.err,
+        )
         handler.cancel_run()
         return
     # HumanResponseEvent keeps extra fields; `response` is the reference's name.
@@ -212,9 +331,27 @@ async def _answer(handler: WorkflowHandler, ui: Ui) -> None:
 def _failed_step(store: Store, run_id: str, error: BaseException) -> str:
     with contextlib.suppress(KeyError):
         for record in store.records(run_id):
-            if record.kind is RecordKind.STEP_FAILED and record.error is error:
+            if record.kind is RecordKind.STEP_FAILED and _same_error(record.error, error):
                 return f" in step {record.step!r}"
     return ""
+
+
+def _same_error(recorded: BaseException | None, error: BaseException) -> bool:
+    if recorded is error:
+        return True
+    # Loaded from a database, each record has its own copy of the error.
+    return (
+        isinstance(recorded, RecordedError)
+        and isinstance(error, RecordedError)
+        and (recorded.type_name, recorded.args) == (error.type_name, error.args)
+    )
+
+
+def error_name(error: BaseException) -> str:
+    """Return the name of `error`'s type (for an error loaded from records, the original's)."""
+    if isinstance(error, RecordedError):
+        return error.type_name.rpartition(".")[2]
+    return type(error).__name__
 
 
 def describe(value: Any) -> str:

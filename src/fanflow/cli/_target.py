@@ -17,7 +17,7 @@ from types import ModuleType
 
 from fanflow.workflow import Workflow
 
-__all__ = ["TargetError", "load_target"]
+__all__ = ["TargetError", "file_source", "load_target"]
 
 Target = type[Workflow] | Workflow
 
@@ -34,6 +34,21 @@ def load_target(target: str) -> Target:
     where, name = _split(target)
     module = _load_file(Path(where)) if _is_path(where) else _load_module(where)
     return _pick(module, name, where)
+
+
+def file_source(target: str, loaded: Target) -> str | None:
+    """Return ``/abs/path/file.py:Name`` for a file `target`, None for a module.
+
+    A run records where its workflow came from, so that ``fanflow runs
+    resume`` can load it again from any folder; a file loaded by the command
+    line is recorded by its absolute path, not by the module name it got.
+    """
+    where, name = _split(target)
+    if not _is_path(where):
+        return None
+    if not name:
+        name = loaded.__name__ if isinstance(loaded, type) else type(loaded).__name__
+    return f"{Path(where).resolve()}:{name}"
 
 
 def _split(target: str) -> tuple[str, str]:

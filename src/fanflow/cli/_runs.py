@@ -1,0 +1,345 @@
+"""``fanflow runs``: list, show, resume and answer the runs journaled in a run database.
+
+    fanflow runs list [--status S] [--limit N]
+    fanflow runs show RUN_ID
+    fanflow runs resume RUN_ID [--workflow FILE.py:Class]
+    fanflow runs send RUN_ID --event '{"type": "HumanResponseEvent", "data": {"response": "Ada"}}'
+
+Each takes ``--db URL`` (default: ``$FANFLOW_DB``, else
+``sqlite:///fanflow-runs.db``). A run id may be shortened to any prefix
+that names one run. ``resume`` and ``send`` load the workflow from where
+the run recorded it (``file.py:Class`` or ``module:Class``) unless
+``--workflow`` names it, then follow the run as ``fanflow run`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from fanflow import events
+from fanflow._runtime.records import RecordKind, Store
+from fanflow.cli._db import (
+    CachedStore,
+    db_option,
+    db_url,
+    open_db,
+    pending_requests,
+    recorded_source,
+    shown_url,
+)
+from fanflow.cli._run import Inputs, Ui, UsageError, follow, make_ui, make_workflow
+from fanflow.cli._show import record_lines, runs_table
+from fanflow.cli._target import Target, TargetError, load_target
+from fanflow.errors import SerializationError, WorkflowRuntimeError
+from fanflow.events import Event, lookup_type
+from fanflow.workflow import Workflow
+
+__all__ = ["add_runs", "event_from_text", "find_run", "recorded_target"]
+
+DB_HELP = "the run database (default: $FANFLOW_DB, else sqlite:///fanflow-runs.db)"
+RUN_ID_HELP = "a run id, or a prefix of one that names a single run"
+EVENT_EXAMPLE = '{"type": "HumanResponseEvent", "data": {"response": "Ada"}}'
+
+
+def add_runs(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    following: argparse.ArgumentParser,
+) -> None:
+    """Add ``fanflow runs`` and its commands to `commands`.
+
+    `common` holds ``--debug``; `following` the options of commands that
+    drive a run (``--db``, ``--verbose``, ``--detach-on-input``, ...).
+    """
+    runs = commands.add_parser(
+        "runs",
+        parents=[common],
+        help="list, show, resume and answer journaled runs",
+        description="Work with the runs journaled in a run database (--db).",
+        epilog="Run 'fanflow runs COMMAND --help' for a command's options.",
+    )
+    subcommands = runs.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_list(subcommands, common)
+    _add_show(subcommands, common)
+    _add_resume(subcommands, common, following)
+    _add_send(subcommands, common, following)
+
+
+def _add_list(subcommands: Any, common: argparse.ArgumentParser) -> None:
+    runs_list = subcommands.add_parser(
+        "list",
+        parents=[common],
+        help="list runs, newest first",
+        description="List the runs in the database, newest first: id, workflow, status "
+        "(running, ok, failed, cancelled, timeout), start (local time) and duration.",
+    )
+    runs_list.add_argument("--db", metavar="URL", help=DB_HELP)
+    runs_list.add_argument("--status", metavar="S", help="only runs with status S (e.g. failed)")
+    runs_list.add_argument(
+        "--limit", type=_count, default=20, metavar="N", help="at most N runs (0: all; default 20)"
+    )
+    runs_list.set_defaults(command=_cmd_list)
+
+
+def _add_show(subcommands: Any, common: argparse.ArgumentParser) -> None:
+    show = subcommands.add_parser(
+        "show",
+        parents=[common],
+        help="print a run's records",
+        description="Print the records of a run, one line each: sequence number, seconds "
+        "since the start, kind, step#invocation, and what happened.",
+    )
+    show.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
+    show.add_argument("--db", metavar="URL", help=DB_HELP)
+    _add_workflow_option(show)
+    show.set_defaults(command=_cmd_show)
+
+
+def _add_resume(
+    subcommands: Any, common: argparse.ArgumentParser, following: argparse.ArgumentParser
+) -> None:
+    resume = subcommands.add_parser(
+        "resume",
+        parents=[common, following],
+        help="continue a run from its records and print its result",
+        description="Continue a run whose process ended (or print the result of a finished "
+        "one): steps whose completion was recorded do not run again. Exit status as 'fanflow "
+        "run': 0 ok, 1 failed, 3 left waiting for input.",
+    )
+    resume.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
+    _add_workflow_option(resume)
+    resume.set_defaults(command=_cmd_resume)
+
+
+def _add_send(
+    subcommands: Any, common: argparse.ArgumentParser, following: argparse.ArgumentParser
+) -> None:
+    send = subcommands.add_parser(
+        "send",
+        parents=[common, following],
+        help="send an event to a run (answer its input request) and print its result",
+        description="Resume a run, deliver one event to it (as handler.ctx.send_event does) "
+        "and follow it to its result. Exit status as 'fanflow run'.",
+    )
+    send.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
+    send.add_argument(
+        "--event",
+        required=True,
+        metavar="JSON",
+        help=f"the event: {EVENT_EXAMPLE}; type is a class name (looked up in the workflow's "
+        "module, then fanflow.events) or module:Qualname",
+    )
+    _add_workflow_option(send)
+    send.set_defaults(command=_cmd_send)
+
+
+def _add_workflow_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workflow",
+        metavar="TARGET",
+        help="load the workflow from TARGET (file.py:Class or module:Class) instead of "
+        "where the run recorded it",
+    )
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return int(text)
+
+
+# ---------------------------------------------------------------- list, show
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    url = db_url(args.db)
+    store = open_db(url, must_exist=True)
+    try:
+        limit = args.limit or None
+        runs = store.list_runs(status=args.status, limit=None if limit is None else limit + 1)
+    finally:
+        store.close()
+    if not runs:
+        which = f" with status {args.status!r}" if args.status else ""
+        print(f"no runs{which} in {shown_url(url)}", file=sys.stderr)
+        return 0
+    for line in runs_table(runs[:limit]):
+        print(line)
+    if limit is not None and len(runs) > limit:
+        print(f"(the newest {limit}; --limit 0 lists all)", file=sys.stderr)
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    url = db_url(args.db)
+    store = open_db(url, must_exist=True)
+    try:
+        run_id = find_run(store, args.run_id, url)
+        try:
+            recorded_target(store, run_id, args.workflow)  # its events' types, to read them
+            failed_import = None
+        except (TargetError, UsageError) as exc:
+            failed_import = exc
+        try:
+            records = store.records(run_id)
+        except SerializationError:
+            if failed_import is not None:
+                raise failed_import from None
+            raise
+    finally:
+        store.close()
+    for line in record_lines(records):
+        print(line)
+    return 0
+
+
+def find_run(store: Store, given: str, url: str) -> str:
+    """Return the id of the run `given` names: its id, or a prefix of one run's id."""
+    ids = store.run_ids()
+    if given in ids:
+        return given
+    matches = [run_id for run_id in ids if run_id.startswith(given)] if given else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UsageError(
+            f"run id {given!r} is ambiguous: {len(matches)} runs start with it; give more of it"
+        )
+    raise UsageError(
+        f"no run {given!r} in {shown_url(url)}; 'fanflow runs list{db_option(url)}' shows the "
+        "runs there"
+    )
+
+
+def recorded_target(store: Store, run_id: str, given: str | None) -> Target:
+    """Load the workflow of run `run_id`: from `given`, else from where the run recorded it."""
+    source = given or recorded_source(store, run_id)
+    if not source:
+        raise UsageError(
+            f"run {run_id} does not record where its workflow is defined; "
+            "pass --workflow FILE.py:Class"
+        )
+    try:
+        return load_target(source)
+    except TargetError as exc:
+        if given:
+            raise
+        raise TargetError(
+            f"{exc} (the workflow run {run_id} recorded; pass --workflow FILE.py:Class "
+            "to load it from elsewhere)"
+        ) from exc
+
+
+# ---------------------------------------------------------------- resume, send
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    return _drive(args, event_text=None)
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    return _drive(args, event_text=args.event)
+
+
+def _drive(args: argparse.Namespace, event_text: str | None) -> int:
+    """Resume the run `args` names, send it the event of `event_text` if any, and follow it."""
+    payload = _event_json(event_text) if event_text is not None else None
+    url = db_url(args.db)
+    store = CachedStore(open_db(url, must_exist=True))
+    try:
+        run_id = find_run(store, args.run_id, url)
+        target = recorded_target(store, run_id, args.workflow)
+        wf = make_workflow(target, args.timeout, args.verbose)
+        records = store.records(run_id)
+        event = None
+        inputs = Inputs(detach=args.detach_on_input, db=db_option(url))
+        if payload is not None:
+            event = event_from_text(*payload, wf)
+            if records[-1].kind is RecordKind.RUN_FINISHED:
+                raise WorkflowRuntimeError(
+                    f"cannot send {type(event).__name__}: run {run_id} has already finished "
+                    f"({records[-1].data})"
+                )
+            # The run asks again what it asked before; the event sent answers that.
+            inputs.answered = pending_requests(records)
+        ui = make_ui(args.progress)
+        with ui.capture_stdout():
+            return asyncio.run(_resume(wf, run_id, store, ui, inputs, args, event))
+    finally:
+        store.close()
+
+
+async def _resume(
+    wf: Workflow,
+    run_id: str,
+    store: Store,
+    ui: Ui,
+    inputs: Inputs,
+    args: argparse.Namespace,
+    event: Event | None,
+) -> int:
+    handler = wf.resume(run_id, store=store, durability=args.durability)
+    if handler.done():
+        print(f"run {run_id} had finished: {store.records(run_id)[-1].data}", file=ui.err)
+    else:
+        print(f"run {run_id} resumed", file=ui.err, flush=True)
+    if event is not None:
+        handler.ctx.send_event(event)
+    return await follow(handler, store, ui, inputs=inputs, debug=args.debug)
+
+
+def _event_json(text: str) -> tuple[str, dict[str, Any]]:
+    """Return the type name and data of ``--event`` JSON text."""
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--event is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        raise UsageError(f'--event needs a JSON object with a "type", like {EVENT_EXAMPLE}')
+    extra = sorted(set(payload) - {"type", "data"})
+    if extra:
+        raise UsageError(f'--event takes "type" and "data" only; got also {", ".join(extra)}')
+    data = payload.get("data")
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise UsageError(f'--event "data" must be a JSON object, got {type(data).__name__}')
+    return payload["type"], data
+
+
+def event_from_text(name: str, data: dict[str, Any], wf: Workflow) -> Event:
+    """Return the event of type `name` with fields `data`, for a run of `wf`.
+
+    `name` is ``module:Qualname`` or a bare class name, looked up in the
+    workflow's module, then in `fanflow.events`, then among all event types
+    defined so far (if only one has that name).
+    """
+    event_type = lookup_type(name) if ":" in name else _by_class_name(name, wf)
+    if event_type is None:
+        module = type(wf).__module__
+        raise UsageError(
+            f"unknown event type {name!r}: no Event class of that name in {module} or "
+            "fanflow.events; give it as module:Qualname"
+        )
+    try:
+        return event_type.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(data)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise UsageError(f"--event: {event_type.__name__} does not validate: {problems}") from None
+
+
+def _by_class_name(name: str, wf: Workflow) -> type[Event] | None:
+    # lookup_type wants "module:Qualname"; with ":Name" it takes a unique match on the name.
+    for module in (sys.modules.get(type(wf).__module__), events):
+        found = getattr(module, name, None)
+        if isinstance(found, type) and issubclass(found, Event):
+            return found
+    return lookup_type(f":{name}")
