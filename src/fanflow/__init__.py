@@ -6,6 +6,7 @@ Every public name is importable from here; `fanflow.events` and
 `fanflow.errors` hold the event classes and the exception tree.
 """
 
+import importlib as _importlib
 import typing as _typing
 
 from fanflow._runtime.records import Record, RecordKind, RunInfo, Store
@@ -50,6 +51,9 @@ from fanflow.stores.memory import MemoryStore
 from fanflow.workflow import Workflow
 
 if _typing.TYPE_CHECKING:
+    from fanflow.stores import PostgresStore, SqliteStore, open_store
+
+if _typing.TYPE_CHECKING:
     from fanflow.drawing import (
         draw_all_possible_flows,
         draw_execution,
@@ -61,26 +65,28 @@ if _typing.TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# Drawing is loaded on first use: most programs never draw, and it is a
-# sizeable part of `import fanflow`.
-_DRAWING = frozenset(
-    {
-        "draw_all_possible_flows",
-        "draw_execution",
-        "draw_most_recent_execution",
-        "to_dot",
-        "to_html",
-        "to_mermaid",
-    }
-)
+# Drawing and the durable stores are loaded on first use: most programs
+# need neither, and they are a sizeable part of `import fanflow`.
+_LAZY = {
+    "draw_all_possible_flows": "fanflow.drawing",
+    "draw_execution": "fanflow.drawing",
+    "draw_most_recent_execution": "fanflow.drawing",
+    "to_dot": "fanflow.drawing",
+    "to_html": "fanflow.drawing",
+    "to_mermaid": "fanflow.drawing",
+    "PostgresStore": "fanflow.stores",
+    "SqliteStore": "fanflow.stores",
+    "open_store": "fanflow.stores",
+}
 
 
 def __getattr__(name: str) -> _typing.Any:
-    if name in _DRAWING:
-        import fanflow.drawing
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'fanflow' has no attribute {name!r}") from None
+    return getattr(_importlib.import_module(module), name)
 
-        return getattr(fanflow.drawing, name)
-    raise AttributeError(f"module 'fanflow' has no attribute {name!r}")
 
 __all__ = [
     "Clock",
@@ -95,6 +101,7 @@ __all__ = [
     "LeaseError",
     "MemoryStore",
     "MockClock",
+    "PostgresStore",
     "Record",
     "RecordKind",
     "RetryInfo",
@@ -102,6 +109,7 @@ __all__ = [
     "RunInfo",
     "SchemaVersionError",
     "SerializationError",
+    "SqliteStore",
     "StartEvent",
     "StartEventError",
     "StateError",
@@ -126,6 +134,7 @@ __all__ = [
     "draw_all_possible_flows",
     "draw_execution",
     "draw_most_recent_execution",
+    "open_store",
     "step",
     "to_dot",
     "to_html",

@@ -85,7 +85,7 @@ class Workflow:
         verbose: bool = False,
         *,
         clock: Clock | None = None,
-        store: Store | None = None,
+        store: Store | str | None = None,
         durability: Durability = "batched",
     ) -> None:
         if timeout is not None and not timeout > 0:
@@ -94,8 +94,9 @@ class Workflow:
         self.verbose = verbose
         self.disable_validation = disable_validation
         self.clock: Clock = clock or _SYSTEM_CLOCK
-        self.store: Store = store if store is not None else MemoryStore()
+        self.store: Store = _open(store) if store is not None else MemoryStore()
         self.durability = check_durability(durability)
+        self._source = _source(type(self))
         specs = self.step_specs()
         self._table = StepTable(bind(spec, self) for spec in specs)
         self.state_type = _state_type(type(self).__name__, specs)
@@ -112,7 +113,7 @@ class Workflow:
         ctx: Context[Any] | None = None,
         start_event: StartEvent | None = None,
         *,
-        store: Store | None = None,
+        store: Store | str | None = None,
         durability: Durability | None = None,
         **kwargs: Any,
     ) -> WorkflowHandler:
@@ -143,7 +144,7 @@ class Workflow:
         self,
         run_id: str,
         *,
-        store: Store | None = None,
+        store: Store | str | None = None,
         ctx: Context[Any] | None = None,
         durability: Durability | None = None,
     ) -> WorkflowHandler:
@@ -154,7 +155,7 @@ class Workflow:
         returns a handler that is already done. Raises `LeaseError` if
         another live process is running it.
         """
-        store = store if store is not None else self.store
+        store = _open(store) if store is not None else self.store
         loop = _running_loop("resume")
         try:
             records = store.records(run_id)
@@ -173,7 +174,7 @@ class Workflow:
         loop: asyncio.AbstractEventLoop,
         ctx: Context[Any],
         run_id: str,
-        store: Store | None,
+        store: Store | str | None,
         durability: Durability | None,
     ) -> Run:
         run = Run(
@@ -183,10 +184,10 @@ class Workflow:
             ctx=ctx,
             future=loop.create_future(),
             clock=self.clock,
-            sink=store if store is not None else self.store,
+            sink=_open(store) if store is not None else self.store,
             timeout=self.timeout,
             verbose=self.verbose,
-            source=_source(type(self)),
+            source=self._source,
             durability=check_durability(durability) if durability else self.durability,
         )
         run.future = WorkflowHandler(ctx, run, loop)
@@ -218,6 +219,16 @@ class Workflow:
                 f"{type(self).__name__}.run() arguments do not fit {start_type.__name__}: "
                 f"{problems}"
             ) from None
+
+
+def _open(store: Store | str) -> Store:
+    """Return `store`, opening it first if it is a URL like ``sqlite:///runs.db``."""
+    if not isinstance(store, str):
+        return store
+    # Loaded on first use, like drawing: keeps `import fanflow` fast.
+    from fanflow.stores.url import open_store
+
+    return open_store(store)
 
 
 def _running_loop(what: str) -> asyncio.AbstractEventLoop:

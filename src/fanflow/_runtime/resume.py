@@ -75,10 +75,14 @@ def restore(run: Run, records: list[Record]) -> None:
     run.invocations = max(history.started, default=0)
     _restore_state(run, history)
     _restore_buffers(run, history)
-    for invocation, key in history.started.items():
-        if invocation not in history.finished:
-            emitted = deque(history.emitted_by.get(invocation, ()))
-            run.replays[key] = Replay(emitted, history.streamed_by[invocation])
+    for invocation, key in sorted(history.started.items()):
+        if invocation in history.finished:
+            continue
+        # After several crashes one input has several unfinished invocations:
+        # each rerun recorded only what went beyond its predecessors, in order.
+        replay = run.replays.setdefault(key, Replay(deque(), 0))
+        replay.emitted.extend(history.emitted_by.get(invocation, ()))
+        replay.streamed += history.streamed_by[invocation]
     if not history.events and history.start_event is not None:
         run.emit(history.start_event, None)  # stopped before the start event was routed
     _requeue(run, history)
