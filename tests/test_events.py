@@ -113,3 +113,10 @@ def test_events_compare_by_value():
     """Two events of one type with equal fields are equal."""
     assert Greeting(name="Ada") == Greeting(name="Ada")
     assert Greeting(name="Ada") != Greeting(name="Bob")
+
+
+def test_stop_event_takes_its_result_positionally_and_prints_it():
+    """StopEvent("done") is StopEvent(result="done"); str() of it is its result, as in the seed."""
+    stop = StopEvent("done")
+    assert stop.result == "done"
+    assert str(stop) == "done"

@@ -179,3 +179,18 @@ def test_stop_event_is_recorded_as_the_run_result():
         assert isinstance(stop[last.event_id], StopEvent)
 
     asyncio.run(main())
+
+
+async def test_detach_leaves_a_waiting_run_resumable():
+    """handler.detach() writes the records and stops; resume() finishes the run elsewhere."""
+    store = MemoryStore(max_runs=None)
+    first = AskFlow(store=store).run()
+    await anext(first.stream_events())
+    first.detach()
+    with pytest.raises(WorkflowRuntimeError, match="detached"):
+        await first
+    kinds = [r.kind for r in store.records(first.run_id)]
+    assert RecordKind.RUN_FINISHED not in kinds
+    handler = AskFlow(store=store).resume(first.run_id)
+    handler.ctx.send_event(HumanResponseEvent(response="Kay"))
+    assert await handler == "hello Kay"

@@ -474,3 +474,23 @@ async def test_a_thousand_concurrent_runs_stay_isolated(finish, clock):
     assert [(owner, jobs) for owner, jobs, _ in results] == expected
     assert [seen for _, _, seen in results] == [jobs for _, jobs in expected]
     assert len({h.run_id for h in handlers}) == 1000
+
+
+async def test_an_input_request_written_to_the_stream_is_not_a_stuck_run():
+    """A step that streams an InputRequiredEvent and returns leaves the run waiting."""
+    from fanflow import HumanResponseEvent, InputRequiredEvent
+
+    class Asker(Workflow):
+        @step
+        async def ask(self, ctx: Context, ev: StartEvent) -> None:
+            ctx.write_event_to_stream(InputRequiredEvent(prefix="name?"))
+
+        @step
+        async def answer(self, ev: HumanResponseEvent) -> StopEvent:
+            return StopEvent(result=f"hi {ev.response}")
+
+    handler = Asker().run()
+    events = handler.stream_events()
+    assert isinstance(await anext(events), InputRequiredEvent)
+    handler.ctx.send_event(HumanResponseEvent(response="Bo"))
+    assert await handler == "hi Bo"

@@ -126,6 +126,15 @@ class StopEvent(Event):
 
     result: Any = None
 
+    def __init__(self, result: Any = None, /, **data: Any) -> None:
+        # `StopEvent("done")` works as well as `StopEvent(result="done")`.
+        if "result" not in data:
+            data["result"] = result
+        super().__init__(**data)
+
+    def __str__(self) -> str:
+        return str(self.result)
+
 
 class InputRequiredEvent(Event):
     """Asks the caller for input; written to the event stream.

@@ -58,6 +58,14 @@ class WorkflowHandler(asyncio.Future[Any]):
         self._run.cancel()
         return cancelled
 
+    def detach(self) -> None:
+        """Stop driving the run here, unfinished, so another process can resume it.
+
+        Its records are written and its lease released; use it when a run
+        waits for input that will come later, elsewhere (``wf.resume(run_id)``).
+        """
+        self._run.detach()
+
     async def send_event(self, event: Event, step: str | None = None) -> None:
         """Deliver `event` into the run from outside (same as ``handler.ctx.send_event``)."""
         self.ctx.send_event(event, step)

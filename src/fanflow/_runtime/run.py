@@ -208,6 +208,39 @@ class Run:
         """End the run at the caller's request."""
         self.fail(WorkflowCancelledByUser(f"run {self.run_id} was cancelled"), "cancelled")
 
+    def detach(self) -> None:
+        """Stop driving the run in this process, unfinished; its records stay resumable.
+
+        The records so far are written, the lease is released and nothing
+        more is recorded; ``await handler`` then raises `WorkflowRuntimeError`.
+        """
+        if self.outcome is not None:
+            return
+        self.flush()
+        self._closed = True
+        self.outcome = "detached"
+        if self._lease is not None:
+            self._lease.release()
+        if self._timer is not None:
+            self._timer.cancel()
+        self.stream.close()
+        self.waiters.cancel_all()
+        self._cancel_tasks()
+        if not self.future.done():
+            self.future.set_exception(
+                WorkflowRuntimeError(
+                    f"run {self.run_id} was detached unfinished; continue it with "
+                    f"resume({self.run_id!r}) on a workflow with the same store"
+                )
+            )
+            self.future.exception()  # nobody need retrieve it: don't log it as lost
+
+    def _cancel_tasks(self) -> None:
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+
     def _end(self, status: str, error: BaseException | None, event_id: int | None = None) -> None:
         self.outcome = status
         self.record(RecordKind.RUN_FINISHED, event_id=event_id, data=status, error=error)
@@ -219,10 +252,7 @@ class Run:
             self._timer.cancel()
         self.stream.close(error)
         self.waiters.cancel_all()
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
-                task.cancel()
+        self._cancel_tasks()
 
     def _timed_out(self) -> None:
         self.fail(
@@ -329,6 +359,8 @@ class Run:
         step, invocation = (frame.step, frame.invocation) if frame else (None, None)
         self.record(RecordKind.STREAMED, step, invocation, None, event)
         self.stream.put(event)
+        if isinstance(event, InputRequiredEvent):
+            self.awaiting_input += 1  # the caller is asked; don't call the run stuck
 
     def collect(
         self,

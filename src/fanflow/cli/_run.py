@@ -38,7 +38,6 @@ __all__ = [
     "describe",
     "error_name",
     "follow",
-    "leave",
     "make_ui",
     "make_workflow",
     "run_workflow",
@@ -224,13 +223,14 @@ async def follow(
         raise
     finally:
         watcher.cancel()
-        if handler.done():
-            await asyncio.wait([streamer], timeout=1.0)
+        detached = not handler.done()
+        if detached:
+            handler.detach()
         else:
-            leave(handler)
+            await asyncio.wait([streamer], timeout=1.0)
         streamer.cancel()
         ui.finish(store, handler.run_id)
-    if not handler.done():
+    if detached:
         _print_answer_hint(store, handler.run_id, inputs.db, ui.err)
         return 3
     result, error = _outcome(handler)
@@ -249,25 +249,6 @@ def _outcome(handler: WorkflowHandler) -> tuple[Any, BaseException | None]:
         return None, WorkflowCancelledByUser(f"run {handler.run_id} was cancelled")
     error = handler.exception()
     return (None, error) if error is not None else (handler.result(), None)
-
-
-def leave(handler: WorkflowHandler) -> None:
-    """Stop driving the run of `handler` here, unfinished: write its records, release its lease.
-
-    Nothing more is recorded for it in this process, so another process can
-    resume it from its store (``fanflow runs send`` / ``runs resume``).
-    """
-    # The engine has no public call for this yet: do what the exit of the
-    # process would do, without exiting (tests run the command in-process).
-    run = handler._run
-    run.flush()
-    run._closed = True
-    if run._lease is not None:
-        run._lease.release()
-    if run._timer is not None:
-        run._timer.cancel()
-    for task in list(run.tasks):
-        task.cancel()
 
 
 def _print_answer_hint(store: Store, run_id: str, db: str, err: TextIO) -> None:
