@@ -264,3 +264,14 @@ def test_state_type_without_defaults_fails_at_construction():
 
     with pytest.raises(WorkflowValidationError, match=r"state type Strict must build"):
         Flow()
+
+
+async def test_keys_named_like_dict_methods_are_kept_in_the_state():
+    """'values', 'items', 'keys' are ordinary state keys: set, read and dumped."""
+    from fanflow import DictState, StateStore
+
+    store = StateStore(DictState())
+    await store.set("values.r0", 1)
+    await store.set("items", 2)
+    assert await store.get("values.r0") == 1
+    assert (await store.get_state()).model_dump() == {"values": {"r0": 1}, "items": 2}

@@ -45,7 +45,12 @@ class DictLikeModel(BaseModel):
             raise KeyError(f"{type(self).__name__} has no field {key!r}") from None
 
     def __setitem__(self, key: str, value: Any) -> None:
-        setattr(self, key, value)
+        if key in type(self).model_fields or self.__pydantic_extra__ is None:
+            setattr(self, key, value)
+        else:
+            # An extra key may share a method's name ("values", "items"): keep
+            # it with the extras, where dumps and `get` find it.
+            self.__pydantic_extra__[key] = value
 
     def __contains__(self, key: object) -> bool:
         return key in self._fields()

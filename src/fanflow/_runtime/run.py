@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from fanflow._runtime.waiters import Waiters
 from fanflow._runtime.worker import Replay, StepFrame, StepRunner, current_frame
 from fanflow.clock import Clock, SystemClock, Timer
 from fanflow.errors import (
+    StoreError,
     UnroutableEventError,
     WorkflowCancelledByUser,
     WorkflowRuntimeError,
@@ -148,13 +150,31 @@ class Run:
                 atexit.register(self.flush)
 
     def flush(self) -> None:
-        """Hand the records recorded so far to the sink."""
+        """Hand the records recorded so far to the store; a failed write fails the run."""
+        error = self._write_pending()
+        if error is not None:
+            self.fail(error)
+
+    def _write_pending(self) -> BaseException | None:
         if self._flush_scheduled and self.durability == "exit":
             atexit.unregister(self.flush)
         self._flush_scheduled = False
-        if self._pending:
-            batch, self._pending = self._pending, []
+        if not self._pending:
+            return None
+        batch, self._pending = self._pending, []
+        try:
             self.sink.write(batch)
+        except StoreError as exc:
+            return exc
+        except Exception as exc:
+            # Records must never go missing quietly: the run fails with the reason.
+            error = StoreError(
+                f"run {self.run_id}: writing {len(batch)} records to "
+                f"{type(self.sink).__name__} failed: {exc!r}"
+            )
+            error.__cause__ = exc
+            return error
+        return None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -191,18 +211,12 @@ class Run:
         """End the run with `stop`; running workers are cancelled."""
         self.stop_event = stop
         self.stream.put(stop)
-        result = stop.result if type(stop) is StopEvent else stop
-        self._end("ok", None, event_id)
-        if not self.future.done():
-            self.future.set_result(result)
+        self._end("ok", None, event_id, stop.result if type(stop) is StopEvent else stop)
 
     def fail(self, error: BaseException, status: str = "failed") -> None:
         """End the run with `error`, which reaches ``await handler`` unchanged."""
-        if self.outcome is not None:
-            return
-        self._end(status, error)
-        if not self.future.done():
-            self.future.set_exception(error)
+        if self.outcome is None:
+            self._end(status, error)
 
     def cancel(self) -> None:
         """End the run at the caller's request."""
@@ -214,45 +228,51 @@ class Run:
         The records so far are written, the lease is released and nothing
         more is recorded; ``await handler`` then raises `WorkflowRuntimeError`.
         """
-        if self.outcome is not None:
-            return
-        self.flush()
+        if self.outcome is None:
+            detached = WorkflowRuntimeError(
+                f"run {self.run_id} was detached unfinished; continue it with "
+                f"resume({self.run_id!r}) on a workflow with the same store"
+            )
+            self._end("detached", detached, finished=False)
+
+    def _end(
+        self,
+        status: str,
+        error: BaseException | None,
+        event_id: int | None = None,
+        result: Any = None,
+        *,
+        finished: bool = True,
+    ) -> None:
+        self.outcome = status
+        if finished:
+            self.record(RecordKind.RUN_FINISHED, event_id=event_id, data=status, error=error)
         self._closed = True
-        self.outcome = "detached"
-        if self._lease is not None:
-            self._lease.release()
         if self._timer is not None:
             self._timer.cancel()
-        self.stream.close()
         self.waiters.cancel_all()
         self._cancel_tasks()
-        if not self.future.done():
-            self.future.set_exception(
-                WorkflowRuntimeError(
-                    f"run {self.run_id} was detached unfinished; continue it with "
-                    f"resume({self.run_id!r}) on a workflow with the same store"
-                )
-            )
-            self.future.exception()  # nobody need retrieve it: don't log it as lost
+        write_error = self._write_pending()
+        error = error or write_error
+        if self._lease is not None:
+            # A lease the store could not release lapses after its ttl.
+            with contextlib.suppress(Exception):
+                self._lease.release()
+        self.stream.close(error if finished else None)
+        if self.future.done():
+            return
+        if error is None:
+            self.future.set_result(result)
+        else:
+            self.future.set_exception(error)
+            if not finished:
+                self.future.exception()  # nobody need retrieve it: don't log it as lost
 
     def _cancel_tasks(self) -> None:
         current = asyncio.current_task()
         for task in self.tasks:
             if task is not current:
                 task.cancel()
-
-    def _end(self, status: str, error: BaseException | None, event_id: int | None = None) -> None:
-        self.outcome = status
-        self.record(RecordKind.RUN_FINISHED, event_id=event_id, data=status, error=error)
-        self._closed = True
-        self.flush()
-        if self._lease is not None:
-            self._lease.release()
-        if self._timer is not None:
-            self._timer.cancel()
-        self.stream.close(error)
-        self.waiters.cancel_all()
-        self._cancel_tasks()
 
     def _timed_out(self) -> None:
         self.fail(

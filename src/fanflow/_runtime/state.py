@@ -142,7 +142,9 @@ def _child(node: Any, part: str) -> tuple[bool, Any]:
 
 def _assign(node: Any, part: str, value: Any, path: str) -> None:
     try:
-        if isinstance(node, BaseModel):
+        if isinstance(node, DictLikeModel):
+            node[part] = value
+        elif isinstance(node, BaseModel):
             setattr(node, part, value)
         elif isinstance(node, MutableMapping):
             node[part] = value
