@@ -396,3 +396,39 @@ async def test_memory_store_records_returns_a_copy(finish):
     flow.store.records(handler.run_id).clear()
 
     assert flow.store.records(handler.run_id)
+
+
+async def test_a_send_to_an_unknown_step_records_nothing():
+    """send_event(ev, step="nope") raises before the event is recorded as emitted."""
+    from fanflow import (
+        Context,
+        Event,
+        MemoryStore,
+        StartEvent,
+        StopEvent,
+        Workflow,
+        WorkflowRuntimeError,
+        step,
+    )
+
+    class Ping(Event):
+        pass
+
+    class Flow(Workflow):
+        @step
+        async def start(self, ctx: Context, ev: StartEvent) -> Ping | StopEvent:
+            try:
+                ctx.send_event(Ping(), step="nope")
+            except WorkflowRuntimeError as exc:
+                return StopEvent(result=str(exc))
+            return None
+
+        @step
+        async def pong(self, ev: Ping) -> None:
+            return None
+
+    store = MemoryStore()
+    handler = Flow(store=store).run()
+    assert "has no step 'nope'" in await handler
+    emitted = [r.event for r in store.records(handler.run_id) if r.kind is K.EVENT_EMITTED]
+    assert not any(isinstance(e, Ping) for e in emitted)

@@ -292,6 +292,8 @@ class Run:
         if frame is not None and frame.replay is not None and frame.replay.emitted:
             # A rerun after a resume: this event was recorded and routed before.
             return frame.replay.emitted.popleft()
+        if target is not None:
+            self._target(event, target)  # a bad target raises before anything is recorded
         event_id = self.record_emitted(event, frame, target)
         self.dispatch(event_id, event, frame, target)
         return event_id
