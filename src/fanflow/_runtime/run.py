@@ -91,6 +91,8 @@ class Run:
         self._event_ids = 0
         self.invocations = 0  # step invocations begun; the last one's id
         self.replays: dict[tuple[str, int], Replay] = {}  # reruns after a resume
+        self.handoff_open = False  # a worker that will go idle is dispatching its output
+        self.handoff: StepRunner | None = None  # the step it takes over (see StepRunner)
         self._synthetic_ids = 0  # ids (< 0) for collected events that were not step inputs
         self._lease: Lease | None = None
         self._timer: Timer | None = None

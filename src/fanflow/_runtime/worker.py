@@ -73,11 +73,24 @@ class StepRunner:
         self.started = 0  # invocations begun, for messages
 
     def submit(self, event_id: int, event: Event) -> None:
-        """Queue `event`; start a worker if the step is below ``num_workers``."""
+        """Queue `event`; start a worker if the step is below ``num_workers``.
+
+        When a worker that is about to go idle dispatches its step's output,
+        the first step that needs a worker is handed to it instead of to a
+        new task (see `_work`): a chain of steps then runs in one task.
+        """
         self.queue.append((event_id, event))
         if self.workers < self.limit:
             self.workers += 1
-            self.run.tasks.add(self.run.loop.create_task(self._work()))
+            run = self.run
+            if run.handoff_open and run.handoff is None:
+                run.handoff = self
+            else:
+                run.tasks.add(run.loop.create_task(self._work()))
+
+    def start_worker(self) -> None:
+        """Give a worker slot this step already counts a task of its own."""
+        self.run.tasks.add(self.run.loop.create_task(self._work()))
 
     def describe(self) -> str:
         """Describe queued and running invocations, or '' when idle."""
@@ -87,15 +100,26 @@ class StepRunner:
         return f"step {self.name!r} has {running} running, {len(self.queue)} queued"
 
     async def _work(self) -> None:
-        run, queue = self.run, self.queue
+        run, runner = self.run, self
         frame = StepFrame(run, self.name)
         current_frame.set(frame)
         try:
-            while queue and run.outcome is None:
-                event_id, event = queue.popleft()
-                await self._invoke(frame, event_id, event)
+            while True:
+                queue = runner.queue
+                while queue and run.outcome is None:
+                    event_id, event = queue.popleft()
+                    await runner._invoke(frame, event_id, event)
+                successor, run.handoff = run.handoff, None
+                if successor is None:
+                    break
+                # Yield first, so the successor starts when a new task would
+                # have: after everything that is already ready to run.
+                await asyncio.sleep(0)
+                runner.workers -= 1
+                runner = successor
+                frame.step = runner.name
         finally:
-            self.workers -= 1
+            runner.workers -= 1
             run.tasks.discard(asyncio.current_task())
 
     async def _invoke(self, frame: StepFrame, event_id: int, event: Event) -> None:
@@ -199,7 +223,18 @@ class StepRunner:
         else:
             event_id = run.record_emitted(output, frame)
             run.record(_FINISHED, name, frame.invocation, event_id, None, seconds)
+            # This worker goes idle next if its queue is empty: it may take over
+            # the first step that needs a worker instead of a new task starting.
+            run.handoff_open = not self.queue
             run.dispatch(event_id, output, frame)
+            run.handoff_open = False
+            successor = run.handoff
+            if successor is not None and (self.queue or run.outcome is not None):
+                run.handoff = None  # busy after all (or the run ended): no takeover
+                if run.outcome is None:
+                    successor.start_worker()
+                else:
+                    successor.workers -= 1
         run.busy -= 1
         run.last_finished = (name, output)
         if run.busy == 0:
