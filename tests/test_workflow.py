@@ -250,3 +250,64 @@ async def test_timeout_none_never_times_out(finish, spin):
     gate.set()
 
     assert await finish(handler) == "late but fine"
+
+
+async def test_num_concurrent_runs_holds_back_runs_beyond_the_limit():
+    """With num_concurrent_runs=1 the second run starts only when the first has ended."""
+    import asyncio
+
+    from fanflow import StartEvent, StopEvent, Workflow, step
+
+    gate = asyncio.Event()
+    started: list[str] = []
+
+    class Gated(Workflow):
+        @step
+        async def only(self, ev: StartEvent) -> StopEvent:
+            started.append(ev.name)
+            if ev.name == "first":
+                await gate.wait()
+            return StopEvent(result=ev.name)
+
+    wf = Gated(num_concurrent_runs=1)
+    first, second = wf.run(name="first"), wf.run(name="second")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert started == ["first"]
+    gate.set()
+    assert await first == "first"
+    assert await second == "second"
+    assert started == ["first", "second"]
+
+
+async def test_workflow_name_names_the_runs():
+    """workflow_name= replaces the class name in the run's records."""
+    from fanflow import MemoryStore, RecordKind, StartEvent, StopEvent, Workflow, step
+
+    class Plain(Workflow):
+        @step
+        async def only(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=1)
+
+    store = MemoryStore()
+    handler = Plain(workflow_name="billing", store=store).run()
+    await handler
+    first = store.records(handler.run_id)[0]
+    assert first.kind is RecordKind.RUN_STARTED
+    assert first.data["workflow"] == "billing"
+    assert store.list_runs()[0].workflow == "billing"
+
+
+def test_num_concurrent_runs_must_be_positive():
+    """num_concurrent_runs=0 is refused with a clear error."""
+    import pytest
+
+    from fanflow import StartEvent, StopEvent, Workflow, WorkflowValidationError, step
+
+    class Plain(Workflow):
+        @step
+        async def only(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=1)
+
+    with pytest.raises(WorkflowValidationError, match="num_concurrent_runs"):
+        Plain(num_concurrent_runs=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -41,7 +42,11 @@ class Workflow:
     `timeout` bounds a whole run in seconds (None: no limit); `verbose`
     prints each step as it runs; `disable_validation` skips the graph
     checks. `clock` (default: the event loop's) and `store` (default: an
-    in-memory `MemoryStore`) are the run's time source and record sink.
+    in-memory `MemoryStore`, or a URL like ``sqlite:///runs.db``) are the
+    run's time source and record sink; `durability` says when records reach
+    a durable store. `num_concurrent_runs` caps this instance's runs in
+    progress (the rest start as others end); `workflow_name` names its runs
+    in records and listings (default: the class name).
     """
 
     _step_specs: ClassVar[dict[str, StepSpec]] = {}
@@ -87,9 +92,19 @@ class Workflow:
         clock: Clock | None = None,
         store: Store | str | None = None,
         durability: Durability = "batched",
+        num_concurrent_runs: int | None = None,
+        workflow_name: str | None = None,
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise WorkflowValidationError(f"Workflow timeout must be None or > 0, got {timeout!r}")
+        if num_concurrent_runs is not None and num_concurrent_runs < 1:
+            raise WorkflowValidationError(
+                f"num_concurrent_runs must be None or >= 1, got {num_concurrent_runs!r}"
+            )
+        self.num_concurrent_runs = num_concurrent_runs
+        self.workflow_name = workflow_name or type(self).__name__
+        self._active_runs = 0
+        self._waiting_runs: deque[tuple[Run, StartEvent]] = deque()
         self.timeout = timeout
         self.verbose = verbose
         self.disable_validation = disable_validation
@@ -137,8 +152,25 @@ class Workflow:
         event = self._start_event(start_event, kwargs)
         ctx = ctx if ctx is not None else Context(self)
         run = self._new_run(loop, ctx, os.urandom(16).hex(), store, durability)
-        run.start(event)
+        limit = self.num_concurrent_runs
+        if limit is not None and self._active_runs >= limit:
+            self._waiting_runs.append((run, event))  # starts when a running one ends
+        else:
+            self._launch(run, event)
         return run.future  # type: ignore[return-value]
+
+    def _launch(self, run: Run, event: StartEvent) -> None:
+        self._active_runs += 1
+        run.on_end = self._run_ended
+        run.start(event)
+
+    def _run_ended(self) -> None:
+        self._active_runs -= 1
+        while self._waiting_runs:
+            run, event = self._waiting_runs.popleft()
+            if run.outcome is None:  # not cancelled while it waited
+                self._launch(run, event)
+                return
 
     def resume(
         self,
@@ -179,7 +211,7 @@ class Workflow:
     ) -> Run:
         run = Run(
             run_id=run_id,
-            workflow_name=type(self).__name__,
+            workflow_name=self.workflow_name,
             table=self._table,
             ctx=ctx,
             future=loop.create_future(),

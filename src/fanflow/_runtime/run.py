@@ -17,7 +17,7 @@ import atexit
 import contextlib
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fanflow._runtime.collect import CollectBuffer
@@ -91,6 +91,7 @@ class Run:
         self._event_ids = 0
         self.invocations = 0  # step invocations begun; the last one's id
         self.replays: dict[tuple[str, int], Replay] = {}  # reruns after a resume
+        self.on_end: Callable[[], None] | None = None  # told once when the run ends
         self.handoff_open = False  # a worker that will go idle is dispatching its output
         self.handoff: StepRunner | None = None  # the step it takes over (see StepRunner)
         self._synthetic_ids = 0  # ids (< 0) for collected events that were not step inputs
@@ -261,6 +262,8 @@ class Run:
             with contextlib.suppress(Exception):
                 self._lease.release()
         self.stream.close(error if finished else None)
+        if self.on_end is not None:
+            self.on_end()
         if self.future.done():
             return
         if error is None:
