@@ -50,7 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fanflow import Context, Event, MemoryStore, StartEvent, StopEvent, Store, Workflow, step
+import fanout_hoisted
+
+from fanflow import MemoryStore, Store
 from fanflow.stores import PostgresStore, SqliteStore
 
 DSN = os.environ.get("FANFLOW_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -81,39 +83,12 @@ def levels(args: argparse.Namespace) -> list[Level]:
 
 
 # ---------------------------------------------------------------- the flow
+# The hoisted fan-out of fanout_hoisted.py (this script's folder is on sys.path).
 
 
-class WorkEv(Event):
-    i: int
-
-
-class ResultEv(Event):
-    i: int
-
-
-def make_fanout(n: int, workers: int, store: Store, durability: str) -> Workflow:
-    """Return the fan-out workflow of n events over `workers` workers."""
-    expected = [ResultEv] * n  # built once, not once per event
-
-    class Fanout(Workflow):
-        @step
-        async def start(self, ctx: Context, ev: StartEvent) -> WorkEv:
-            for i in range(n):
-                ctx.send_event(WorkEv(i=i))
-            return None
-
-        @step(num_workers=workers)
-        async def work(self, ctx: Context, ev: WorkEv) -> ResultEv:
-            return ResultEv(i=ev.i)
-
-        @step
-        async def collect(self, ctx: Context, ev: ResultEv) -> StopEvent:
-            got = ctx.collect_events(ev, expected)
-            if got is None:
-                return None
-            return StopEvent(result=len(got))
-
-    return Fanout(timeout=None, store=store, durability=durability)  # type: ignore[arg-type]
+def make_fanout(n: int, workers: int, store: Store, durability: str) -> Any:
+    """Return the hoisted fan-out workflow of n events over `workers` workers on `store`."""
+    return fanout_hoisted.make_fanout(n, workers, timeout=None, store=store, durability=durability)
 
 
 # ---------------------------------------------------------------- one measurement

@@ -430,12 +430,11 @@ class Run:
         """Describe what the run is doing or waiting for, for error messages."""
         # With nothing busy no step runs, though a worker that just finished its
         # last invocation (and reported it) has not yet exited and still counts.
-        parts = [r.describe() for r in self.runners.values() if r.describe()] if self.busy else []
-        parts += [
-            f"step {step!r} collected {buf.missing()}"
-            for (step, _), buf in self.buffers.items()
-            if buf.missing()
-        ]
+        runners = [r.describe() for r in self.runners.values()] if self.busy else []
+        parts = [described for described in runners if described]
+        for (step, _), buffer in self.buffers.items():
+            if missing := buffer.missing():
+                parts.append(f"step {step!r} collected {missing}")
         parts += [
             f"{type(ev).__name__} was sent from outside but no step accepts or waits for it"
             for _, ev in self.parked

@@ -134,9 +134,8 @@ def _child(node: Any, part: str) -> tuple[bool, Any]:
         return (part in node), node.get(part)
     if isinstance(node, list) and part.lstrip("-").isdigit():
         index = int(part)
-        return (-len(node) <= index < len(node)), (
-            node[index] if -len(node) <= index < len(node) else None
-        )
+        inside = -len(node) <= index < len(node)
+        return inside, (node[index] if inside else None)
     return False, None
 
 
