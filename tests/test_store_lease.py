@@ -6,7 +6,7 @@ import os
 
 from store_contract import HOST, dead_pid
 
-from fanflow._runtime.journal import new_holder
+from fanflow._runtime.lease import new_holder
 from fanflow.stores._lease import blocking_holder, holder_is_dead, lease_error
 
 

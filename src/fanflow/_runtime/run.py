@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fanflow._runtime.collect import CollectBuffer
-from fanflow._runtime.journal import Durability, Lease
+from fanflow._runtime.journal import Durability
+from fanflow._runtime.lease import Lease
 from fanflow._runtime.records import Record, RecordKind, Store
 from fanflow._runtime.resume import restore
 from fanflow._runtime.stream import EventStream
