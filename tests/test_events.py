@@ -1,9 +1,28 @@
 """Events: typed fields, extras readable like attributes and dict entries."""
 
+from datetime import datetime, timezone
+
 import pydantic
 import pytest
 
-from fanflow import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
+from fanflow import (
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StateError,
+    StopEvent,
+    UnreconstructedException,
+)
+from fanflow.events import (
+    InternalDispatchEvent,
+    StepFailedEvent,
+    StepState,
+    StepStateChanged,
+    WorkflowCancelledEvent,
+    WorkflowFailedEvent,
+    WorkflowTimedOutEvent,
+)
 
 
 class Greeting(Event):
@@ -55,24 +74,62 @@ def test_setitem_adds_an_extra():
     assert ev.topic == "news"
 
 
-def test_mapping_views_cover_fields_and_extras():
-    """`in`, keys(), values(), items() and len() see fields and extras."""
+def test_in_sees_fields_and_extras():
+    """`in` finds declared fields and extras alike."""
     ev = Greeting(name="Ada", mood="happy")
 
     assert "mood" in ev and "name" in ev and "other" not in ev
-    assert list(ev.keys()) == ["name", "excited", "mood"]
-    assert list(ev.values()) == ["Ada", False, "happy"]
-    assert dict(ev.items()) == {"name": "Ada", "excited": False, "mood": "happy"}
-    assert len(ev) == 3
 
 
-def test_to_dict_includes_extras():
-    """to_dict() returns fields and extras as a plain dict."""
-    assert Greeting(name="Ada", mood="happy").to_dict() == {
-        "name": "Ada",
-        "excited": False,
-        "mood": "happy",
-    }
+def test_mapping_views_cover_the_extras():
+    """keys(), values(), items(), len() and iteration cover the extras, as in the reference."""
+    ev = Greeting(name="Ada", mood="happy", tone="warm")
+
+    assert list(ev.keys()) == ["mood", "tone"] == list(ev)
+    assert list(ev.values()) == ["happy", "warm"]
+    assert dict(ev.items()) == {"mood": "happy", "tone": "warm"}
+    assert len(ev) == 2
+
+
+def test_to_dict_returns_the_extras_and_model_dump_everything():
+    """to_dict() returns the extras; model_dump() has the declared fields too."""
+    ev = Greeting(name="Ada", mood="happy")
+
+    assert ev.to_dict() == {"mood": "happy"}
+    assert ev.model_dump() == {"name": "Ada", "excited": False, "mood": "happy"}
+
+
+def test_data_is_the_live_dict_of_extras():
+    """ev._data holds the extras; setting an unknown attribute adds one."""
+    ev = Greeting(name="Ada")
+    ev.mood = "calm"
+
+    assert ev._data == {"mood": "calm"}
+    del ev._data["mood"]
+    assert "mood" not in ev
+
+
+def test_private_attributes_can_be_given_as_keywords():
+    """A PrivateAttr given as a keyword is set, not kept as an extra."""
+
+    class Secretive(Event):
+        _token: str = pydantic.PrivateAttr(default="")
+
+    ev = Secretive(_token="t", shown=1)
+
+    assert ev._token == "t"
+    assert ev.to_dict() == {"shown": 1}
+
+
+def test_stop_event_dump_and_repr_leave_out_an_empty_result():
+    """A StopEvent subclass without a result dumps and prints only its own fields."""
+
+    class Done(StopEvent):
+        answer: int
+
+    assert Done(answer=42).model_dump() == {"answer": 42}
+    assert repr(Done(answer=42)) == "Done(answer=42)"
+    assert repr(StopEvent(result=1, note="n")) == "StopEvent(note='n', result=1)"
 
 
 def test_event_without_fields_is_truthy():
@@ -120,3 +177,68 @@ def test_stop_event_takes_its_result_positionally_and_prints_it():
     stop = StopEvent("done")
     assert stop.result == "done"
     assert str(stop) == "done"
+
+
+# ------------------------------------------------------------------ engine events
+
+
+def test_end_of_run_events_are_stop_events():
+    """The failed, timed-out and cancelled end-of-stream events are StopEvent subclasses."""
+    for cls in (WorkflowFailedEvent, WorkflowTimedOutEvent, WorkflowCancelledEvent):
+        assert issubclass(cls, StopEvent)
+
+
+def test_failed_event_dumps_its_exception_as_type_and_message():
+    """WorkflowFailedEvent.exception dumps as its qualified type name and message."""
+    ev = WorkflowFailedEvent(step_name="s", exception=KeyError("k"), attempts=2)
+
+    assert ev.model_dump()["exception"] == {
+        "exception_type": "builtins.KeyError",
+        "exception_message": "'k'",
+    }
+
+
+def test_failed_event_rebuilds_a_loaded_exception_type():
+    """An exception of a loaded module comes back as its own type with its message."""
+    ev = WorkflowFailedEvent(step_name="s", exception=StateError("gone"))
+
+    back = WorkflowFailedEvent.model_validate(ev.model_dump())
+
+    assert type(back.exception) is StateError and str(back.exception) == "gone"
+
+
+def test_unknown_exception_type_becomes_unreconstructed_exception():
+    """A stored exception type that is not loaded is not imported: it becomes a stand-in."""
+    data = {"exception_type": "nowhere.module.Boom", "exception_message": "boom"}
+
+    back = WorkflowFailedEvent.model_validate({"step_name": "s", "exception": data})
+
+    assert isinstance(back.exception, UnreconstructedException)
+    assert str(back.exception) == "boom" and back.exception.original_type == "nowhere.module.Boom"
+
+
+def test_step_failed_event_keeps_its_input_event_type_through_a_dump():
+    """StepFailedEvent.input_event round-trips as its own event subclass."""
+    failed_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ev = StepFailedEvent(
+        step_name="s",
+        input_event=Greeting(name="Ada"),
+        exception=ValueError("v"),
+        attempts=3,
+        elapsed_seconds=1.5,
+        failed_at=failed_at,
+    )
+
+    back = StepFailedEvent.model_validate(ev.model_dump(mode="json"))
+
+    assert back.input_event == Greeting(name="Ada") and back.failed_at == failed_at
+
+
+def test_step_state_changed_carries_the_reference_fields():
+    """StepStateChanged is an internal event with name, state, worker and event names."""
+    ev = StepStateChanged(
+        name="s", step_state=StepState.RUNNING, worker_id="w1", input_event_name="StartEvent"
+    )
+
+    assert isinstance(ev, InternalDispatchEvent)
+    assert ev.output_event_name is None and StepState.RUNNING.value == "running"

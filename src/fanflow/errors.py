@@ -11,13 +11,17 @@ they reach ``await handler`` as the same object.
     │   ├── WorkflowStuckError            nothing can make progress
     │   ├── UnroutableEventError          no step accepts an event
     │   ├── StepOutputError               a step returned a non-Event
-    │   └── StartEventError               ``run(**kwargs)`` does not fit the StartEvent
+    │   ├── StartEventError               ``run(**kwargs)`` does not fit the StartEvent
+    │   ├── ContextStateError             a Context method used at the wrong time
+    │   └── WorkflowStepDoesNotExistError ``send_event(step=...)`` names no step
     ├── WorkflowTimeoutError          a run (or one step) took too long
     │   └── StepTimeoutError              one step invocation took too long
     ├── WorkflowCancelledByUser       ``handler.cancel_run()`` ended the run
     ├── StateError                    ``ctx.store`` was asked for a missing path
+    ├── UnreconstructedException      a stored exception whose type cannot be rebuilt
     └── StoreError                    a durable store cannot do what was asked
-        ├── SerializationError            a record or event does not (de)serialize
+        ├── SerializationError            a record, event or value does not (de)serialize
+        │   └── ContextSerdeError             a Context or its state does not (de)serialize
         ├── SchemaVersionError            the database was written by a newer fanflow
         └── LeaseError                    another process holds the run
 """
@@ -25,6 +29,8 @@ they reach ``await handler`` as the same object.
 from __future__ import annotations
 
 __all__ = [
+    "ContextSerdeError",
+    "ContextStateError",
     "FanflowError",
     "LeaseError",
     "SchemaVersionError",
@@ -34,10 +40,12 @@ __all__ = [
     "StepOutputError",
     "StepTimeoutError",
     "StoreError",
+    "UnreconstructedException",
     "UnroutableEventError",
     "WorkflowCancelledByUser",
     "WorkflowConfigurationError",
     "WorkflowRuntimeError",
+    "WorkflowStepDoesNotExistError",
     "WorkflowStuckError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
@@ -72,6 +80,14 @@ class StepOutputError(WorkflowRuntimeError):
     """A step returned something that is not an Event (or None)."""
 
 
+class ContextStateError(WorkflowRuntimeError):
+    """A Context method was used at the wrong time: outside a run or step, or during one."""
+
+
+class WorkflowStepDoesNotExistError(WorkflowRuntimeError):
+    """``send_event(ev, step=...)`` named a step the workflow does not have."""
+
+
 class WorkflowTimeoutError(FanflowError, TimeoutError):
     """The run exceeded its ``timeout``."""
 
@@ -101,7 +117,11 @@ class StoreError(FanflowError):
 
 
 class SerializationError(StoreError):
-    """A record or event could not be turned into JSON or back; names the run and record."""
+    """A record, event or value could not be turned into JSON or back; names what failed."""
+
+
+class ContextSerdeError(SerializationError):
+    """A Context, or the state it carries, could not be saved or restored."""
 
 
 class SchemaVersionError(StoreError):
@@ -110,3 +130,18 @@ class SchemaVersionError(StoreError):
 
 class LeaseError(StoreError):
     """Another process holds the run; the message names the holder."""
+
+
+class UnreconstructedException(FanflowError):
+    """Stands in for a stored exception whose type could not be rebuilt.
+
+    ``str(exc)`` is the original message; `original_type` names the type
+    (``module.Qualname``) that was stored.
+    """
+
+    def __init__(self, message: str, *, original_type: str | None = None) -> None:
+        super().__init__(message)
+        self.original_type = original_type
+
+    def __repr__(self) -> str:
+        return f"UnreconstructedException({self.args[0]!r}, original_type={self.original_type!r})"

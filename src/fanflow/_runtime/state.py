@@ -2,7 +2,9 @@
 
 State outlives a single run when the same `Context` is passed to several
 ``run(ctx=ctx)`` calls. Every write is reported to `on_change`, which the run
-turns into a STATE_CHANGED record.
+turns into a STATE_CHANGED record. ``to_dict(serializer)`` and
+``StateStore.from_dict(data, serializer)`` save and restore a store in the
+layout LlamaIndex Workflows uses for its ``InMemoryStateStore``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import asyncio
 import copy
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from fanflow.errors import StateError
+from fanflow.errors import ContextSerdeError, StateError
 from fanflow.events import DictLikeModel
 
 __all__ = ["DictState", "StateStore"]
@@ -24,8 +26,20 @@ StateT = TypeVar("StateT", bound=BaseModel)
 _MISSING: Any = object()
 
 
+class Serializer(Protocol):
+    """What `StateStore.to_dict` and `from_dict` need (see fanflow.context.serializers)."""
+
+    def serialize(self, value: Any) -> str: ...
+
+    def deserialize(self, value: str) -> Any: ...
+
+
 class DictState(DictLikeModel):
-    """The state of a workflow that declares no state type: free-form keys."""
+    """The state of a workflow that declares no state type: free-form keys.
+
+    Keys read as attributes (``state.count``) and items (``state["count"]``);
+    ``state._data`` is the dict that holds them.
+    """
 
 
 class StateStore(Generic[StateT]):
@@ -81,11 +95,20 @@ class StateStore(Generic[StateT]):
         return self._state.model_copy(deep=True)
 
     async def set_state(self, state: StateT) -> None:
-        """Replace the whole state; it must be of the same type."""
+        """Replace the whole state with `state`, an instance of the state type.
+
+        An instance of a parent class of the state type (a step typed with a
+        base workflow's state) replaces only the fields that class declares.
+        """
         if not isinstance(state, self.state_type):
-            raise StateError(
-                f"set_state() needs a {self.state_type.__name__}, got {type(state).__name__}"
-            )
+            if not (isinstance(state, BaseModel) and issubclass(self.state_type, type(state))):
+                raise StateError(
+                    f"set_state() needs a {self.state_type.__name__}, got {type(state).__name__}"
+                )
+            merged = self._state.model_copy(deep=True)
+            for name in type(state).model_fields:
+                setattr(merged, name, getattr(state, name))
+            state = merged
         self._state = state
         self._changed(None, state)
 
@@ -114,9 +137,57 @@ class StateStore(Generic[StateT]):
         """Return a deep copy of the state without waiting (for records and tests)."""
         return self._state.model_copy(deep=True)
 
+    def to_dict(self, serializer: Serializer) -> dict[str, Any]:
+        """Return the state as JSON-ready data, values written by `serializer`.
+
+        A `DictState` is written key by key (``{"_data": {key: text}}``), a
+        typed state as one string; `from_dict` reads either back.
+        """
+        state = self._state
+        data: Any
+        try:
+            if isinstance(state, DictState):
+                data = {"_data": {k: serializer.serialize(v) for k, v in state.items()}}
+            else:
+                data = serializer.serialize(state)
+        except Exception as exc:
+            raise ContextSerdeError(f"cannot save the {type(state).__name__} state: {exc}") from exc
+        return {
+            "store_type": "in_memory",
+            "state_type": type(state).__name__,
+            "state_module": type(state).__module__,
+            "state_data": data,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], serializer: Serializer) -> StateStore[Any]:
+        """Return a store holding the state `to_dict` saved in `data`."""
+        if not data or data.get("state_data") is None:
+            return cls(DictState())  # type: ignore[arg-type]
+        if not isinstance(data, dict) or data.get("store_type", "in_memory") != "in_memory":
+            raise ContextSerdeError(f"not a state saved by StateStore.to_dict(): {data!r:.80}")
+        return cls(_load_state(data["state_data"], serializer))
+
     def _changed(self, path: str | None, value: Any) -> None:
         if self.on_change is not None:
             self.on_change(path, copy.deepcopy(value))
+
+
+def _load_state(saved: Any, serializer: Serializer) -> Any:
+    """Return the state model that `StateStore.to_dict` wrote as `saved`."""
+    try:
+        if isinstance(saved, dict) and isinstance(saved.get("_data"), dict):
+            return DictState.model_validate(
+                {k: serializer.deserialize(v) for k, v in saved["_data"].items()}
+            )
+        state = serializer.deserialize(saved) if isinstance(saved, str) else None
+    except Exception as exc:
+        raise ContextSerdeError(f"cannot restore the saved state: {exc}") from exc
+    if not isinstance(state, BaseModel):
+        raise ContextSerdeError(
+            f"saved state is neither a DictState nor a pydantic model: {saved!r:.80}"
+        )
+    return state
 
 
 def _split(path: str) -> list[str]:

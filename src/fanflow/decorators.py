@@ -1,0 +1,8 @@
+"""The ``@step`` decorator under the module name LlamaIndex Workflows uses.
+
+``from fanflow.decorators import step`` is the same object as ``fanflow.step``.
+"""
+
+from fanflow.step import StepSpec, step
+
+__all__ = ["StepSpec", "step"]
