@@ -1,9 +1,10 @@
-"""Shared fixtures: a mock clock and helpers that finish runs without letting time pass.
+"""Shared fixtures: a mock clock and helpers that finish runs or fail instead of hanging.
 
 Concurrency tests drive runs with gates (`asyncio.Event`) and let ready tasks
 run with `spin` (event-loop turns, no real time). `finish`, `receive` and
-`drain` await a handler or its event stream but fail the test instead of
-hanging when the engine cannot deliver without time passing.
+`drain` await a handler or its event stream, blocked (so a `MockClock` with
+autojump may jump), but fail the test instead of hanging when nothing
+arrives within `PATIENCE` real seconds.
 """
 
 import asyncio
@@ -21,6 +22,9 @@ Drain = Callable[..., Awaitable[list[Any]]]
 
 # Loop turns a run may take to settle; runs in these tests need far fewer.
 TURNS = 500
+# Real seconds a blocked wait may take before the test calls it a hang; the
+# runs in these tests settle in milliseconds.
+PATIENCE = 10.0
 
 
 async def _spin(turns: int = 20) -> None:
@@ -29,33 +33,31 @@ async def _spin(turns: int = 20) -> None:
         await asyncio.sleep(0)
 
 
-async def _finish(handler: WorkflowHandler, turns: int = TURNS) -> Any:
+async def _finish(handler: WorkflowHandler, patience: float = PATIENCE) -> Any:
     """Return (or raise) the run's outcome, failing the test if it does not end by itself."""
-    for _ in range(turns):
-        if handler.done():
-            return await handler
-        await asyncio.sleep(0)
+    await asyncio.wait([handler], timeout=patience)
+    if handler.done():
+        return await handler
     handler.cancel_run()
-    pytest.fail(f"run {handler.run_id} did not end within {turns} loop turns; it hangs")
+    pytest.fail(f"run {handler.run_id} did not end within {patience} s; it hangs")
 
 
-async def _receive(stream: AsyncIterator[Any], turns: int = TURNS) -> Any:
+async def _receive(stream: AsyncIterator[Any], patience: float = PATIENCE) -> Any:
     """Return the stream's next item (or raise its error), failing the test if none comes."""
     pending = asyncio.ensure_future(anext(stream))
-    for _ in range(turns):
-        if pending.done():
-            return pending.result()
-        await asyncio.sleep(0)
+    await asyncio.wait([pending], timeout=patience)
+    if pending.done():
+        return pending.result()
     pending.cancel()
-    pytest.fail(f"nothing arrived on the event stream within {turns} loop turns")
+    pytest.fail(f"nothing arrived on the event stream within {patience} s")
 
 
-async def _drain(stream: AsyncIterator[Any], turns: int = TURNS) -> list[Any]:
+async def _drain(stream: AsyncIterator[Any], patience: float = PATIENCE) -> list[Any]:
     """Return every remaining item of the stream, failing the test if it does not end."""
     items = []
     while True:
         try:
-            items.append(await _receive(stream, turns))
+            items.append(await _receive(stream, patience))
         except StopAsyncIteration:
             return items
 

@@ -97,7 +97,7 @@ async def test_a_waiting_run_resumes_and_takes_the_answer():
     events = first.stream_events()
     asked = await anext(events)
     assert isinstance(asked, InputRequiredEvent)
-    first.ctx._run.flush()
+    first.ctx._run.journal.flush()
     saved = store.records(first.run_id)
     first.cancel_run()  # the first process goes away
     with pytest.raises(WorkflowCancelledByUser):
@@ -118,7 +118,7 @@ async def test_an_answer_sent_before_the_wait_resumes_is_kept():
     store = MemoryStore(max_runs=None)
     first = AskFlow(store=store).run()
     await anext(first.stream_events())
-    first.ctx._run.flush()
+    first.ctx._run.journal.flush()
     saved = store.records(first.run_id)
     first.cancel_run()
     with pytest.raises(WorkflowCancelledByUser):

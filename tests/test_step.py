@@ -167,14 +167,25 @@ def test_var_args_fail():
                 return StopEvent()
 
 
-def test_sync_function_fails_naming_it():
-    """A step defined with plain `def` fails, asking for `async def`."""
-    with pytest.raises(WorkflowValidationError, match=r"'pick'.*must be defined with 'async def'"):
+def test_plain_def_step_is_marked_to_run_in_a_thread():
+    """A step defined with plain `def` is accepted, and its spec says it is not async."""
+
+    class Flow(Workflow):
+        @step
+        def pick(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
+
+    assert Flow._step_specs["pick"].is_async is False
+
+
+def test_generator_step_fails_naming_it():
+    """A generator function is refused as a step, naming it and what to do instead."""
+    with pytest.raises(WorkflowValidationError, match=r"'pick'.*is a generator.*send_event"):
 
         class Flow(Workflow):
             @step
-            def pick(self, ev: StartEvent) -> StopEvent:
-                return StopEvent()
+            async def pick(self, ev: StartEvent) -> StopEvent:  # type: ignore[misc]
+                yield StopEvent()
 
 
 def test_missing_return_annotation_fails_with_an_example():

@@ -66,11 +66,14 @@ class _MockTimer:
 
 
 class MockClock:
-    """A clock that moves only when `advance` is called.
+    """A clock that moves only when `advance` is called, or by itself when all is idle.
 
-    With ``autojump=True`` every ``sleep`` moves the clock forward by its own
-    delay at once (firing any timer that falls due on the way), so retry
-    delays and timeouts happen instantly and in a deterministic order.
+    With ``autojump=True`` the clock jumps to its next timer whenever the
+    event loop has nothing else to run and no work outside the loop (a
+    thread running a plain ``def`` step) is pending, as trio's `MockClock`
+    does: retry delays and timeouts then happen instantly and in a
+    deterministic order, but never while a step still has work to do.
+    Work outside the loop is announced with `hold` and `release`.
     """
 
     def __init__(self, start: float = 0.0, *, autojump: bool = False) -> None:
@@ -78,6 +81,8 @@ class MockClock:
         self.autojump = autojump
         self._timers: list[tuple[float, int, _MockTimer]] = []
         self._seq = itertools.count()
+        self._held = 0
+        self._check_scheduled = False
 
     def now(self) -> float:
         """Return the virtual time."""
@@ -87,6 +92,8 @@ class MockClock:
         """Schedule `callback` at ``now() + delay`` virtual seconds."""
         timer = _MockTimer(callback)
         heapq.heappush(self._timers, (self._now + max(0.0, delay), next(self._seq), timer))
+        if self.autojump:
+            self._schedule_check()
         return timer
 
     def advance(self, seconds: float) -> None:
@@ -102,7 +109,7 @@ class MockClock:
         self._now = target
 
     async def sleep(self, delay: float) -> None:
-        """Wait until the clock has moved `delay` seconds (at once with autojump)."""
+        """Wait until the clock has moved `delay` seconds."""
         future = asyncio.get_running_loop().create_future()
 
         def wake() -> None:
@@ -110,9 +117,52 @@ class MockClock:
                 future.set_result(None)
 
         timer = self.call_later(delay, wake)
-        if self.autojump:
-            self.advance(max(0.0, delay))
         try:
             await future
         finally:
             timer.cancel()
+
+    def hold(self) -> None:
+        """Announce work outside the event loop: no autojump until `release`."""
+        self._held += 1
+
+    def release(self) -> None:
+        """End work announced with `hold`."""
+        self._held -= 1
+        if self.autojump and not self._held:
+            self._schedule_check()
+
+    def _next_due(self) -> float | None:
+        timers = self._timers
+        while timers and timers[0][2].cancelled:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def _schedule_check(self) -> None:
+        if self._check_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._check_scheduled = True
+        loop.call_soon(self._check, loop, 0)
+
+    def _check(self, loop: asyncio.AbstractEventLoop, quiet_rounds: int) -> None:
+        self._check_scheduled = False
+        if not self.autojump or self._held:
+            return
+        due = self._next_due()
+        if due is None:
+            return
+        # The default loop shows what else is ready to run; on other loops,
+        # a few quiet rounds in a row stand in for it.
+        ready = getattr(loop, "_ready", None)
+        idle = not ready if ready is not None else quiet_rounds >= 3
+        if not idle:
+            self._check_scheduled = True
+            loop.call_soon(self._check, loop, 0 if ready is not None else quiet_rounds + 1)
+            return
+        self.advance(max(0.0, due - self._now))
+        if self._next_due() is not None:
+            self._schedule_check()

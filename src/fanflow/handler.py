@@ -3,6 +3,12 @@
 It is an asyncio future: ``await handler`` gives the run's result (or raises
 the step's own exception, unwrapped); ``done()``, ``exception()`` and
 ``add_done_callback`` work as on any future, and ``asyncio.gather`` takes it.
+
+The handler is done only once every step invocation of the run has
+finished, the cleanup of cancelled ones included. Cancelling it (directly,
+by cancelling a task that awaits it, or by an ``asyncio.wait_for``
+timeout) stops the run; await ``asyncio.shield(handler)`` where that must
+not happen.
 """
 
 from __future__ import annotations
@@ -53,10 +59,20 @@ class WorkflowHandler(asyncio.Future[Any]):
         return done
 
     def cancel(self, msg: Any = None) -> bool:
-        """Cancel the future (as ``asyncio.wait_for`` does on timeout) and stop the run."""
-        cancelled = super().cancel(msg)
-        self._run.cancel()
-        return cancelled
+        """Stop the run; the handler ends cancelled once its steps have finished.
+
+        This is what ``asyncio.wait_for`` calls on timeout, and what happens
+        when a task awaiting the handler is cancelled.
+        """
+        if self.done():
+            return False
+        self._cancel_msg = msg
+        self._run.cancel(handler_too=True)
+        return True
+
+    def cancel_now(self) -> None:
+        """Finish the cancellation that `cancel` began (called by the run)."""
+        super().cancel(getattr(self, "_cancel_msg", None))
 
     def detach(self) -> None:
         """Stop driving the run here, unfinished, so another process can resume it.

@@ -45,6 +45,8 @@ class StepSpec:
     timeout: float | None = None
     is_method: bool = True
     state_type: type[Any] | None = None  # from a `ctx: Context[MyState]` annotation
+    is_async: bool = True  # False: a plain ``def`` step, which runs in a thread
+    executor: Any = None  # where the body runs (see fanflow.executor); None: the workflow's
 
     def describe(self) -> str:
         """Return ``name(accepts) -> returns`` for messages and drawings."""
@@ -70,6 +72,7 @@ def step(
     num_workers: int = 4,
     retry_policy: RetryPolicy | None = None,
     timeout: float | None = None,
+    executor: Any = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -81,13 +84,16 @@ def step(
     num_workers: int = 4,
     retry_policy: RetryPolicy | None = None,
     timeout: float | None = None,
+    executor: Any = None,
 ) -> F | Callable[[F], F]:
-    """Mark an async function as a workflow step.
+    """Mark a function as a workflow step.
 
     Use it bare (``@step``) or with settings: ``num_workers`` caps concurrent
     invocations of this step in one run, ``retry_policy`` re-runs it after a
-    failure, ``timeout`` bounds each invocation in seconds. A free function
-    joins a workflow with ``@step(workflow=MyFlow)``.
+    failure, ``timeout`` bounds each invocation in seconds, ``executor``
+    chooses where its body runs (see `fanflow.executor`). An ``async def``
+    step runs in the event loop; a plain ``def`` step runs in a thread. A
+    free function joins a workflow with ``@step(workflow=MyFlow)``.
     """
     caller = sys._getframe(1)
     # Annotations may name classes local to the function that defines the
@@ -101,6 +107,7 @@ def step(
             num_workers=num_workers,
             retry_policy=retry_policy,
             timeout=timeout,
+            executor=executor,
         )
         setattr(func, SPEC_ATTR, spec)
         if workflow is not None:
@@ -117,13 +124,23 @@ def build_spec(
     num_workers: int = 4,
     retry_policy: RetryPolicy | None = None,
     timeout: float | None = None,
+    executor: Any = None,
 ) -> StepSpec:
     """Read `fn`'s signature into a `StepSpec`, or raise naming what is wrong."""
     name = getattr(fn, "__name__", repr(fn))
     where = f"step {name!r} ({_location(fn)})"
-    if not inspect.iscoroutinefunction(fn):
-        raise WorkflowValidationError(f"{where} must be defined with 'async def'.")
+    if not callable(fn) or inspect.isclass(fn):
+        raise WorkflowValidationError(f"{where}: @step decorates a function, got {fn!r}.")
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise WorkflowValidationError(
+            f"{where} is a generator; a step returns an event (use ctx.send_event for several)."
+        )
     _check_settings(where, num_workers, retry_policy, timeout)
+    if executor is not None and not callable(getattr(executor, "run", None)):
+        raise WorkflowValidationError(
+            f"{where}: executor must have a run(step, ctx, event) method (see fanflow.executor), "
+            f"got {type(executor).__name__}."
+        )
     hints = _resolve_hints(fn, where, localns)
     params = list(inspect.signature(fn).parameters.values())
     # A method's first parameter is the unannotated 'self'; a free function
@@ -153,6 +170,8 @@ def build_spec(
         timeout=timeout,
         is_method=is_method,
         state_type=state_type,
+        is_async=inspect.iscoroutinefunction(fn),
+        executor=executor,
     )
 
 

@@ -8,6 +8,8 @@ the graph is checked when an instance is made and when it first runs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import os
 import sys
 from collections import deque
@@ -16,9 +18,10 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from fanflow._runtime.hooks import Listener
 from fanflow._runtime.journal import Durability, check_durability
 from fanflow._runtime.records import RecordKind, Store
-from fanflow._runtime.resume import replay_finished
+from fanflow._runtime.resume import restore_finished
 from fanflow._runtime.run import Run
 from fanflow._runtime.table import StepTable, bind
 from fanflow.clock import Clock, SystemClock
@@ -34,6 +37,7 @@ from fanflow.validation import find_problems, validate
 __all__ = ["Workflow"]
 
 _SYSTEM_CLOCK = SystemClock()
+log = logging.getLogger("fanflow")
 
 
 class Workflow:
@@ -94,6 +98,8 @@ class Workflow:
         durability: Durability = "batched",
         num_concurrent_runs: int | None = None,
         workflow_name: str | None = None,
+        executor: Any = None,
+        listeners: list[Listener] | tuple[Listener, ...] = (),
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise WorkflowValidationError(f"Workflow timeout must be None or > 0, got {timeout!r}")
@@ -101,6 +107,18 @@ class Workflow:
             raise WorkflowValidationError(
                 f"num_concurrent_runs must be None or >= 1, got {num_concurrent_runs!r}"
             )
+        if executor is not None and not callable(getattr(executor, "run", None)):
+            raise WorkflowValidationError(
+                f"executor must have a run(call) method (see fanflow.executor), "
+                f"got {type(executor).__name__}"
+            )
+        for listener in listeners:
+            if not isinstance(listener, Listener):
+                raise WorkflowValidationError(
+                    f"listeners take fanflow.hooks.Listener objects, got {type(listener).__name__}"
+                )
+        self.executor = executor
+        self.listeners = tuple(listeners)
         self.num_concurrent_runs = num_concurrent_runs
         self.workflow_name = workflow_name or type(self).__name__
         self._active_runs = 0
@@ -162,7 +180,12 @@ class Workflow:
     def _launch(self, run: Run, event: StartEvent) -> None:
         self._active_runs += 1
         run.on_end = self._run_ended
-        run.start(event)
+        try:
+            run.start(event)
+        except BaseException as error:
+            # A run that cannot start (its lease is taken, its store is down)
+            # fails its own handler; the runs queued behind it still start.
+            run.fail(error)
 
     def _run_ended(self) -> None:
         self._active_runs -= 1
@@ -189,16 +212,19 @@ class Workflow:
         """
         store = _open(store) if store is not None else self.store
         loop = _running_loop("resume")
+        ctx = ctx if ctx is not None else Context(self)
+        run = self._new_run(loop, ctx, run_id, store, durability)
         try:
             records = store.records(run_id)
         except KeyError:
             raise WorkflowRuntimeError(f"no run {run_id!r} in {type(store).__name__}") from None
-        ctx = ctx if ctx is not None else Context(self)
-        run = self._new_run(loop, ctx, run_id, store, durability)
-        if records[-1].kind is RecordKind.RUN_FINISHED:
-            replay_finished(run, records)
-        else:
-            run.resume(records)
+        if records and records[-1].kind is RecordKind.RUN_FINISHED:
+            restore_finished(run, records)
+            return run.future  # type: ignore[return-value]
+        # Take the lease first, then read again: what another process wrote
+        # before it gave the run up is then in the records.
+        run.take_lease()
+        run.resume(store.records(run_id))
         return run.future  # type: ignore[return-value]
 
     def _new_run(
@@ -221,6 +247,9 @@ class Workflow:
             verbose=self.verbose,
             source=self._source,
             durability=check_durability(durability) if durability else self.durability,
+            listeners=self.listeners,
+            executor=self.executor,
+            context=contextvars.copy_context(),
         )
         run.future = WorkflowHandler(ctx, run, loop)
         ctx._attach(run)

@@ -1,37 +1,46 @@
-"""One run of a workflow: routing events to steps and deciding how the run ends.
+"""One run of a workflow: the thin object that wires the parts together.
 
-Events are dispatched synchronously when they are emitted: each step has a
-FIFO queue and at most ``num_workers`` worker tasks draining it (see
-`fanflow._runtime.worker`). Nothing is copied or rescanned per event, so the
-cost of an event does not depend on how many are pending.
+The parts, each with its own state (see docs/architecture.md):
 
-The run ends on the first StopEvent, on a step's unhandled exception, on
-timeout, on cancellation, or as soon as it is stuck: nothing running, nothing
-queued and nobody waiting for input from outside.
+- `Journal` numbers the records and hands them to the store;
+- `Scheduler` holds each step's queue and worker tasks;
+- `Invoker` runs one invocation (attempts, retries, timeout, executor);
+- `Inbox` holds the waits, input requests, parked and early events;
+- `CollectBuffers` hold the fan-in buffers;
+- `EventStream` carries what steps stream to the caller;
+- `Hooks` tell listeners what happens.
+
+The run itself routes each emitted event and decides how the run ends: on
+the first StopEvent, on a step's unhandled exception, on timeout, on
+cancellation, or as soon as it is stuck (nothing running, nothing queued
+and nobody waiting for input from outside). The caller hears the result
+only after every worker task of the run has finished.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
+import contextvars
+import logging
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from fanflow._runtime.collect import CollectBuffer
-from fanflow._runtime.journal import Durability
+from fanflow._runtime.collect import CollectBuffers
+from fanflow._runtime.frame import Replay, StepFrame
+from fanflow._runtime.hooks import VERBOSE, Hooks, Listener, RunIdentity
+from fanflow._runtime.inbox import Inbox
+from fanflow._runtime.invoke import Invoker, spec_resources
+from fanflow._runtime.journal import Durability, Journal
 from fanflow._runtime.lease import Lease
 from fanflow._runtime.records import Record, RecordKind, Store
 from fanflow._runtime.resume import restore
+from fanflow._runtime.scheduler import Lane, Scheduler
 from fanflow._runtime.stream import EventStream
 from fanflow._runtime.table import StepBinding, StepTable
-from fanflow._runtime.waiters import Waiters
-from fanflow._runtime.worker import Replay, StepFrame, StepRunner, current_frame
 from fanflow.clock import Clock, SystemClock, Timer
 from fanflow.errors import (
-    StoreError,
     UnroutableEventError,
     WorkflowCancelledByUser,
     WorkflowRuntimeError,
@@ -40,12 +49,15 @@ from fanflow.errors import (
 )
 from fanflow.events import Event, InputRequiredEvent, StopEvent
 
-__all__ = ["Run"]
+__all__ = ["CANCEL_GRACE", "Run"]
 
-_new_tuple = tuple.__new__
+log = logging.getLogger("fanflow")
+
+# Seconds the caller waits, after a run ends, for cancelled steps that ignore
+# cancellation; then it gets the result anyway and a warning names them.
+CANCEL_GRACE = 10.0
+
 _EMITTED = RecordKind.EVENT_EMITTED
-_COLLECT_ADDED = RecordKind.COLLECT_ADDED
-_COLLECTED = RecordKind.COLLECTED
 
 
 class Run:
@@ -62,9 +74,13 @@ class Run:
         clock: Clock,
         sink: Store,
         timeout: float | None,
-        verbose: bool,
+        verbose: bool = False,
         source: str = "",
         durability: Durability = "batched",
+        listeners: Sequence[Listener] = (),
+        executor: Any = None,
+        resources: Any = None,
+        context: contextvars.Context | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow_name = workflow_name
@@ -72,228 +88,138 @@ class Run:
         self.ctx = ctx
         self.future = future
         self.clock = clock
-        self.sink = sink
         self.timeout = timeout
-        self.verbose = verbose
         self.source = source
-        self.durability = durability
+        self.executor = executor
+        self._resources = resources  # resolves a step's Resource parameters
+        self.loop = asyncio.get_running_loop()
+        # Every worker starts from a copy of this: the caller's context, plus
+        # whatever a listener sets in `run_started` (a tracer's run span).
+        self.context = context if context is not None else contextvars.copy_context()
+        # Record times are wall-clock on the system clock (stored runs are read
+        # by other processes); the clock's own time otherwise.
+        self.now = time.time if isinstance(clock, SystemClock) else clock.now
+        self.journal = Journal(run_id, sink, durability, self.now, self._write_failed)
+        self.record = self.journal.record
         self.stream = EventStream()
-        self.waiters = Waiters(self)
-        self.runners: dict[str, StepRunner] = {}
-        self.buffers: dict[tuple[str, str | None], CollectBuffer] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.busy = 0  # queued events + invocations in progress
-        self.awaiting_input = 0  # InputRequiredEvents not yet answered from outside
-        self.parked: deque[tuple[int, Event]] = deque()  # outside events nobody took yet
+        self.inbox = Inbox(run_id, self.record, self.stream.put, clock)
+        self.collect = CollectBuffers(self.record)
+        self.invoker = Invoker(self)
+        self.scheduler = Scheduler(
+            self.loop, self.context, self._new_frame, self.invoker.invoke, self._settle
+        )
+        self.hooks = Hooks((*listeners, VERBOSE) if verbose else listeners)
+        self.identity = RunIdentity(run_id, workflow_name)
+        self.replays: dict[tuple[str, int], Replay] = {}  # reruns after a resume
+        self.started = False
         self.outcome: str | None = None
         self.stop_event: StopEvent | None = None
         self.last_finished: tuple[str, Event | None] | None = None
-        self._seq = 0
+        self.deadline: float | None = None
+        self.on_end: Any = None  # told once when the run ends (the workflow's run queue)
+        self.cancel_requested = False  # handler.cancel(): the handler ends cancelled
         self._event_ids = 0
-        self.invocations = 0  # step invocations begun; the last one's id
-        self.replays: dict[tuple[str, int], Replay] = {}  # reruns after a resume
-        self.on_end: Callable[[], None] | None = None  # told once when the run ends
-        self.handoff_open = False  # a worker that will go idle is dispatching its output
-        self.handoff: StepRunner | None = None  # the step it takes over (see StepRunner)
-        self._synthetic_ids = 0  # ids (< 0) for collected events that were not step inputs
+        self._invocations = 0
+        self._blocked: tuple[str, float] | None = None
         self._lease: Lease | None = None
         self._timer: Timer | None = None
-        self._closed = False
-        self._pending: list[Record] = []
-        self._flush_scheduled = False
-        self.loop = asyncio.get_running_loop()
-        # Record times are wall-clock on the system clock (stored runs are read
-        # by other processes); skip the method call per read.
-        self.now = time.time if isinstance(clock, SystemClock) else clock.now
+        self._grace: asyncio.TimerHandle | None = None
+        self._settlement: tuple[BaseException | None, Any] | None = None
 
-    # ------------------------------------------------------------ records
+    @property
+    def sink(self) -> Store:
+        """Return the store the run's records go to."""
+        return self.journal.sink
 
-    def record(
-        self,
-        kind: RecordKind,
-        step: str | None = None,
-        invocation: int | None = None,
-        event_id: int | None = None,
-        event: Event | None = None,
-        data: Any = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Add a record of `kind` (nothing after RUN_FINISHED).
+    # ------------------------------------------------------------ parts' callbacks
 
-        Records of one event-loop turn reach the sink together, as one batch.
-        """
-        if self._closed:
-            return
-        self._seq += 1
-        # tuple.__new__ skips the named tuple's keyword-handling constructor:
-        # this runs several times per event.
-        self._pending.append(
-            _new_tuple(
-                Record,
-                (
-                    self.run_id,
-                    self._seq,
-                    kind,
-                    self.now(),
-                    step,
-                    invocation,
-                    event_id,
-                    event,
-                    data,
-                    error,
-                ),
-            )
-        )
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            if self.durability == "batched":
-                self.loop.call_soon(self.flush)
-            elif self.durability == "sync":
-                self.flush()
-            else:
-                atexit.register(self.flush)
+    def _new_frame(self, step: str) -> StepFrame:
+        return StepFrame(self, step)
 
-    def flush(self) -> None:
-        """Hand the records recorded so far to the store; a failed write fails the run."""
-        error = self._write_pending()
-        if error is not None:
-            self.fail(error)
+    def next_invocation(self) -> int:
+        """Number a new invocation."""
+        self._invocations += 1
+        return self._invocations
 
-    def _write_pending(self) -> BaseException | None:
-        if self._flush_scheduled and self.durability == "exit":
-            atexit.unregister(self.flush)
-        self._flush_scheduled = False
-        if not self._pending:
-            return None
-        batch, self._pending = self._pending, []
-        try:
-            self.sink.write(batch)
-        except StoreError as exc:
-            return exc
-        except Exception as exc:
-            # Records must never go missing quietly: the run fails with the reason.
-            error = StoreError(
-                f"run {self.run_id}: writing {len(batch)} records to "
-                f"{type(self.sink).__name__} failed: {exc!r}"
-            )
-            error.__cause__ = exc
-            return error
-        return None
+    def counters(self, event_ids: int, invocations: int) -> None:
+        """Continue numbering events and invocations after these (resuming)."""
+        self._event_ids, self._invocations = event_ids, invocations
+
+    async def resources(self, lane: Lane) -> dict[str, Any]:
+        """Resolve the resources `lane`'s step asks for."""
+        if self._resources is None:
+            return {}
+        resolved: dict[str, Any] = await self._resources(spec_resources(lane.binding.spec))
+        return resolved
+
+    def blocked(self, step: str, seconds: float) -> None:
+        """Note that `step` held the event loop for `seconds` across the deadline."""
+        if self._blocked is None:
+            self._blocked = (step, seconds)
+
+    def _write_failed(self, error: BaseException) -> None:
+        self.fail(error)
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self, start_event: Event) -> None:
-        """Record the start and dispatch `start_event`."""
+        """Record the start, dispatch `start_event`, then the events sent while queued."""
         self._begin()
         info = {"workflow": self.workflow_name, "source": self.source}
-        self.record(RecordKind.RUN_STARTED, event=start_event, data=info)
+        self.record(RecordKind.RUN_STARTED, None, None, None, start_event, info)
         self.emit(start_event, None)
+        early, self.inbox.early = self.inbox.early, []
+        for event, target in early:
+            self.emit(event, None, target)
 
     def _begin(self) -> None:
-        if getattr(self.sink, "durable", False):
+        self.started = True
+        if getattr(self.sink, "durable", False) and self._lease is None:
             self._lease = Lease(self.sink, self.run_id)
             self._lease.take()
         if self.timeout is not None:
+            self.deadline = self.clock.now() + self.timeout
             self._timer = self.clock.call_later(self.timeout, self._timed_out)
+        if self.hooks:
+            self.context.run(self.hooks.call, "run_started", self.identity)
+
+    def take_lease(self) -> None:
+        """Take the run's lease on a durable store (before reading its records to resume)."""
+        if getattr(self.sink, "durable", False):
+            self._lease = Lease(self.sink, self.run_id)
+            self._lease.take()
 
     def resume(self, records: list[Record]) -> None:
         """Continue this run from its `records` (see `fanflow._runtime.resume`)."""
+        self.identity = RunIdentity(self.run_id, self.workflow_name, resumed=True)
         self._begin()
-        self._seq = records[-1].seq
+        self.journal.seq = records[-1].seq
         self.record(RecordKind.RUN_RESUMED, data=self._lease.holder if self._lease else None)
         restore(self, records)
         self.check_stuck()
 
-    def state_changed(self, path: str | None, value: Any) -> None:
+    def state_changed(self, path: str | None, value: Any, frame: StepFrame | None) -> None:
         """Record a change of the run's state (`path` None: the whole state)."""
         if self.outcome is None:
-            frame = current_frame.get()
             step, invocation = (frame.step, frame.invocation) if frame else (None, None)
             self.record(RecordKind.STATE_CHANGED, step, invocation, data=(path, value))
 
-    def finish(self, stop: StopEvent, event_id: int | None = None) -> None:
-        """End the run with `stop`; running workers are cancelled."""
-        self.stop_event = stop
-        self.stream.put(stop)
-        self._end("ok", None, event_id, stop.result if type(stop) is StopEvent else stop)
-
-    def fail(self, error: BaseException, status: str = "failed") -> None:
-        """End the run with `error`, which reaches ``await handler`` unchanged."""
-        if self.outcome is None:
-            self._end(status, error)
-
-    def cancel(self) -> None:
-        """End the run at the caller's request."""
-        self.fail(WorkflowCancelledByUser(f"run {self.run_id} was cancelled"), "cancelled")
-
-    def detach(self) -> None:
-        """Stop driving the run in this process, unfinished; its records stay resumable.
-
-        The records so far are written, the lease is released and nothing
-        more is recorded; ``await handler`` then raises `WorkflowRuntimeError`.
-        """
-        if self.outcome is None:
-            detached = WorkflowRuntimeError(
-                f"run {self.run_id} was detached unfinished; continue it with "
-                f"resume({self.run_id!r}) on a workflow with the same store"
-            )
-            self._end("detached", detached, finished=False)
-
-    def _end(
-        self,
-        status: str,
-        error: BaseException | None,
-        event_id: int | None = None,
-        result: Any = None,
-        *,
-        finished: bool = True,
-    ) -> None:
-        self.outcome = status
-        if finished:
-            self.record(RecordKind.RUN_FINISHED, event_id=event_id, data=status, error=error)
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        self.waiters.cancel_all()
-        self._cancel_tasks()
-        write_error = self._write_pending()
-        error = error or write_error
-        if self._lease is not None:
-            # A lease the store could not release lapses after its ttl.
-            with contextlib.suppress(Exception):
-                self._lease.release()
-        self.stream.close(error if finished else None)
-        if self.on_end is not None:
-            self.on_end()
-        if self.future.done():
-            return
-        if error is None:
-            self.future.set_result(result)
-        else:
-            self.future.set_exception(error)
-            if not finished:
-                self.future.exception()  # nobody need retrieve it: don't log it as lost
-
-    def _cancel_tasks(self) -> None:
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
-                task.cancel()
-
-    def _timed_out(self) -> None:
-        self.fail(
-            WorkflowTimeoutError(
-                f"run {self.run_id} of {self.workflow_name} timed out after {self.timeout} s; "
-                f"{self.activity()}"
-            ),
-            "timeout",
-        )
+    def records(self) -> list[Record]:
+        """Write what is pending and return the run's records from its store."""
+        self.journal.flush()
+        try:
+            return self.sink.records(self.run_id)
+        except KeyError:
+            return []
 
     # ------------------------------------------------------------ events
 
     def emit(self, event: Event, frame: StepFrame | None, target: str | None = None) -> int | None:
         """Record `event` as emitted by `frame` (None: from outside) and dispatch it."""
         if self.outcome is not None:
+            return None
+        if not self.started:
+            self.inbox.early.append((event, target))  # held back by num_concurrent_runs
             return None
         if frame is not None and frame.replay is not None and frame.replay.emitted:
             # A rerun after a resume: this event was recorded and routed before.
@@ -309,9 +235,15 @@ class Run:
     ) -> int:
         """Give `event` an id and record who emitted it."""
         self._event_ids += 1
-        step, invocation = (frame.step, frame.invocation) if frame else (None, None)
-        self.record(_EMITTED, step, invocation, self._event_ids, event, target)
-        return self._event_ids
+        event_id = self._event_ids
+        if frame is None:
+            self.record(_EMITTED, None, None, event_id, event, target)
+        else:
+            self.record(_EMITTED, frame.step, frame.invocation, event_id, event, target)
+        if self.hooks:
+            by = self.invoker._info(frame, frame.event) if frame and frame.event else None
+            self.hooks.call("event_emitted", self.run_id, event_id, event, by)
+        return event_id
 
     def dispatch(
         self, event_id: int, event: Event, frame: StepFrame | None, target: str | None = None
@@ -319,28 +251,34 @@ class Run:
         """Deliver `event` to a waiter, to the accepting steps, or end the run."""
         if self.outcome is not None:
             return
-        if frame is None:
-            self.awaiting_input = 0
-        if self.waiters.open and self.waiters.deliver(event_id, event):
+        inbox = self.inbox
+        if inbox.waiters and inbox.deliver(event_id, event):
             return
         if isinstance(event, StopEvent):
-            self.finish(event, event_id)
+            self.finish(event, event_id, frame)
             return
         bindings = self.table.routes.get(type(event), ())
         if target is not None:
             bindings = self._target(event, target)
         if bindings:
+            cause = frame.event_id if frame is not None else None
+            submit = self.scheduler.submit
             for binding in bindings:
-                self._submit(binding, event_id, event)
+                submit(binding, event_id, event, cause)
+            if frame is None:
+                inbox.answer_request()
         elif isinstance(event, InputRequiredEvent):
             self.stream.put(event)
-            self.awaiting_input += 1
+            inbox.open_request(event_id)
         elif frame is None:
-            # An answer from outside may arrive before its wait_for_event.
-            self.parked.append((event_id, event))
+            inbox.park(event_id, event)  # an answer may arrive before its wait_for_event
             self.check_stuck()
         else:
             self.fail(self._unroutable(event, frame))
+
+    def requeue(self, binding: StepBinding, event_id: int, event: Event) -> None:
+        """Queue an event again for `binding`'s step (resuming)."""
+        self.scheduler.submit(binding, event_id, event, None)
 
     def _target(self, event: Event, target: str) -> tuple[StepBinding, ...]:
         binding = self.table.by_name.get(target)
@@ -370,13 +308,6 @@ class Run:
             f"accepts {name}{hint}"
         )
 
-    def _submit(self, binding: StepBinding, event_id: int, event: Event) -> None:
-        runner = self.runners.get(binding.spec.name)
-        if runner is None:
-            runner = self.runners[binding.spec.name] = StepRunner(self, binding)
-        self.busy += 1
-        runner.submit(event_id, event)
-
     def write_to_stream(self, event: Event, frame: StepFrame | None) -> None:
         """Record `event` as streamed by `frame` and put it on the run's event stream."""
         if self.outcome is not None:
@@ -388,61 +319,166 @@ class Run:
         self.record(RecordKind.STREAMED, step, invocation, None, event)
         self.stream.put(event)
         if isinstance(event, InputRequiredEvent):
-            self.awaiting_input += 1  # the caller is asked; don't call the run stuck
+            self.inbox.open_request(0)  # the caller is asked; don't call the run stuck
 
-    def collect(
+    async def wait(
         self,
         frame: StepFrame,
-        event: Event,
-        expected: Sequence[type[Event]],
-        buffer_id: str | None,
-    ) -> list[Event] | None:
-        """Buffer `event` for the step of `frame`; return the set once complete."""
-        buffer = self.buffer(frame.step, buffer_id)
-        if event is frame.event:
-            event_id, stored = frame.event_id, None
-        else:
-            self._synthetic_ids -= 1
-            event_id, stored = self._synthetic_ids, event
-        self.record(_COLLECT_ADDED, frame.step, frame.invocation, event_id, stored, buffer_id)
-        buffer.add(event_id, event)
-        taken = buffer.take(expected)
-        if taken is None:
-            return None
-        ids = [item[0] for item in taken]
-        self.record(_COLLECTED, frame.step, frame.invocation, None, None, (buffer_id, ids))
-        return [item[1] for item in taken]
+        event_type: type[Event],
+        waiter_event: Event | None,
+        requirements: Any,
+        timeout: float | None,
+    ) -> Event:
+        """Suspend the step of `frame` until a matching event arrives (see `Inbox.wait`)."""
+        return await self.inbox.wait(frame, event_type, waiter_event, requirements, timeout)
 
-    def buffer(self, step: str, buffer_id: str | None) -> CollectBuffer:
-        """Return the collect buffer of `step` and `buffer_id`, made on first use."""
-        buffer = self.buffers.get((step, buffer_id))
-        if buffer is None:
-            buffer = self.buffers[(step, buffer_id)] = CollectBuffer()
-        return buffer
+    # ------------------------------------------------------------ ending
+
+    def finish(self, stop: StopEvent, event_id: int | None, frame: StepFrame | None = None) -> None:
+        """End the run with `stop`, unless a step blocked the loop past the deadline first."""
+        if self.deadline is not None and self.clock.now() >= self.deadline:
+            if frame is not None and frame.slice_start < self.deadline:
+                self.blocked(frame.step, self.clock.now() - frame.slice_start)
+            self._timed_out()
+            return
+        self.stop_event = stop
+        self.stream.put(stop)
+        self._end("ok", None, event_id, stop.result if type(stop) is StopEvent else stop)
+
+    def fail(self, error: BaseException, status: str = "failed") -> None:
+        """End the run with `error`, which reaches ``await handler`` unchanged."""
+        if self.outcome is None:
+            self._end(status, error)
+
+    def cancel(self, *, handler_too: bool = False) -> None:
+        """End the run at the caller's request; with `handler_too` the handler ends cancelled."""
+        if handler_too:
+            self.cancel_requested = True
+            if self._settlement is None and self.outcome is not None and not self.future.done():
+                return  # ended and settling: the settlement cancels the handler
+        self.fail(WorkflowCancelledByUser(f"run {self.run_id} was cancelled"), "cancelled")
+
+    def detach(self) -> None:
+        """Stop driving the run in this process, unfinished; its records stay resumable.
+
+        The records so far are written, the lease is released and nothing
+        more is recorded; ``await handler`` then raises `WorkflowRuntimeError`.
+        """
+        if self.outcome is None:
+            detached = WorkflowRuntimeError(
+                f"run {self.run_id} was detached unfinished; continue it with "
+                f"resume({self.run_id!r}) on a workflow with the same store"
+            )
+            self._end("detached", detached, finished=False)
+
+    def _end(
+        self,
+        status: str,
+        error: BaseException | None,
+        event_id: int | None = None,
+        result: Any = None,
+        *,
+        finished: bool = True,
+    ) -> None:
+        self.outcome = status
+        if finished and self.started:
+            self.record(RecordKind.RUN_FINISHED, None, None, event_id, None, status, error)
+        if self._timer is not None:
+            self._timer.cancel()
+        self.inbox.close()
+        write_error = self.journal.close()
+        error = error or write_error
+        if self._lease is not None:
+            # A lease the store could not release lapses after its ttl.
+            with contextlib.suppress(Exception):
+                self._lease.release()
+        self.stream.close(error if finished else None)
+        if self.hooks:
+            self.context.run(self.hooks.call, "run_finished", self.identity, status, error)
+        self._settlement = (error, result)
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
+        if self.scheduler.close():
+            self._grace = self.loop.call_later(CANCEL_GRACE, self._overdue)
+        else:
+            self._settle()
+
+    def _overdue(self) -> None:
+        steps = self.scheduler.cancel_again()
+        log.warning(
+            "run %s: step(s) %s still run %s s after the run ended (they ignore cancellation); "
+            "the run's result is delivered without waiting for them",
+            self.run_id,
+            ", ".join(sorted(set(steps))),
+            CANCEL_GRACE,
+            extra={"run_id": self.run_id, "step": None},
+        )
+        self._settle()
+
+    def _settle(self) -> None:
+        """Give the caller the run's result: every worker task has finished."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        future, settlement = self.future, self._settlement
+        if settlement is None or future.done():
+            return
+        self._settlement = None
+        error, result = settlement
+        if self.cancel_requested:
+            _cancel_future(future)
+        elif error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+            if self.outcome in ("cancelled", "detached"):
+                future.exception()  # asked for by the caller: don't log it as never retrieved
+
+    def settle_finished(self, status: str, stop: StopEvent | None, error: BaseException) -> None:
+        """Settle a run whose records say it already ended (resuming a finished run)."""
+        self.journal.closed = True
+        self.outcome = status
+        if stop is not None:
+            self.stop_event = stop
+            self.stream.put(stop)
+            self.stream.close()
+            self.future.set_result(stop.result if type(stop) is StopEvent else stop)
+            return
+        self.stream.close(error)
+        self.future.set_exception(error)
+
+    def _timed_out(self) -> None:
+        blocked = ""
+        if self._blocked is not None:
+            step, seconds = self._blocked
+            blocked = (
+                f"; step {step!r} blocked the event loop for {seconds:.2f} s (a synchronous "
+                "call such as time.sleep in an 'async def' step: make it a plain 'def' step, "
+                "which runs in a thread, or await the call)"
+            )
+        self.fail(
+            WorkflowTimeoutError(
+                f"run {self.run_id} of {self.workflow_name} timed out after {self.timeout} s"
+                f"{blocked}; {self.activity()}"
+            ),
+            "timeout",
+        )
 
     # ------------------------------------------------------------ progress
 
     def check_stuck(self) -> None:
         """Fail the run at once if nothing can make progress any more."""
-        if self.outcome is None and self.busy == 0 and not self.awaiting_input:
+        if self.outcome is None and self.scheduler.busy == 0 and not self.inbox.requests:
             self.fail(WorkflowStuckError(f"run {self.run_id} is stuck: {self.activity()}"))
 
     def activity(self) -> str:
         """Describe what the run is doing or waiting for, for error messages."""
         # With nothing busy no step runs, though a worker that just finished its
         # last invocation (and reported it) has not yet exited and still counts.
-        runners = [r.describe() for r in self.runners.values()] if self.busy else []
-        parts = [described for described in runners if described]
-        for (step, _), buffer in self.buffers.items():
-            if missing := buffer.missing():
-                parts.append(f"step {step!r} collected {missing}")
-        parts += [
-            f"{type(ev).__name__} was sent from outside but no step accepts or waits for it"
-            for _, ev in self.parked
-        ]
-        parts += self.waiters.describe()
-        if self.awaiting_input:
-            parts.append("waiting for input from outside (InputRequiredEvent)")
+        parts = list(self.scheduler.describe()) if self.scheduler.busy else []
+        parts += self.collect.describe()
+        parts += self.inbox.describe()
         if not parts and self.last_finished is not None:
             step, output = self.last_finished
             what = (
@@ -450,3 +486,11 @@ class Run:
             )
             parts.append(f"no StopEvent was produced; the last step to finish, {step!r}, {what}")
         return "; ".join(parts) or "no step is running"
+
+
+def _cancel_future(future: asyncio.Future[Any]) -> None:
+    cancel = getattr(future, "cancel_now", None)
+    if cancel is not None:
+        cancel()
+    else:
+        future.cancel()

@@ -1,39 +1,70 @@
 """The event stream of one run: what steps write, read by one consumer.
 
 Events are buffered until read, so a consumer that starts late misses
-nothing. The stream ends after the StopEvent, or with the run's error.
+nothing, up to `STREAM_LIMIT` events. Past that, the oldest buffered
+event is dropped for each new one (input requests and the final events
+are never dropped), and one warning says how to avoid it: read
+``handler.stream_events()``. The stream ends after the StopEvent, or with
+the run's error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator
 
 from fanflow.errors import WorkflowRuntimeError
-from fanflow.events import Event
+from fanflow.events import Event, InputRequiredEvent, StopEvent
 
-__all__ = ["EventStream"]
+__all__ = ["STREAM_LIMIT", "EventStream"]
+
+STREAM_LIMIT = 10_000  # events buffered for a consumer that reads slowly or never
+
+log = logging.getLogger("fanflow")
 
 
 class EventStream:
-    """A single-consumer, unbounded, live queue of events with an end."""
+    """A single-consumer, bounded, live queue of events with an end."""
 
-    __slots__ = ("_buffer", "_closed", "_consumed", "_error", "_wakeup")
+    __slots__ = ("_buffer", "_closed", "_consumed", "_error", "_wakeup", "dropped", "limit")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = STREAM_LIMIT) -> None:
         self._buffer: deque[Event] = deque()
         self._wakeup: asyncio.Future[None] | None = None
         self._closed = False
         self._error: BaseException | None = None
         self._consumed = False
+        self.limit = limit
+        self.dropped = 0  # events dropped because nobody read them in time
 
     def put(self, event: Event) -> None:
-        """Append `event` unless the stream has ended."""
+        """Append `event` unless the stream has ended; drop the oldest past the limit."""
         if self._closed:
             return
-        self._buffer.append(event)
-        self._wake()
+        buffer = self._buffer
+        buffer.append(event)
+        if len(buffer) > self.limit:
+            self._drop_oldest()
+        if self._wakeup is not None:
+            self._wake()
+
+    def _drop_oldest(self) -> None:
+        buffer = self._buffer
+        for index, old in enumerate(buffer):
+            if not isinstance(old, (InputRequiredEvent, StopEvent)):
+                del buffer[index]
+                break
+        else:
+            return
+        self.dropped += 1
+        if self.dropped == 1:
+            log.warning(
+                "a run's event stream holds %d unread events; dropping the oldest. Read "
+                "handler.stream_events() while the run goes on to get them all",
+                self.limit,
+            )
 
     def close(self, error: BaseException | None = None) -> None:
         """End the stream; a reader sees the buffered events, then `error` if any."""
@@ -64,5 +95,7 @@ class EventStream:
                     raise self._error
                 return
             self._wakeup = asyncio.get_running_loop().create_future()
-            await self._wakeup
-            self._wakeup = None
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None

@@ -15,16 +15,17 @@ from typing import Any, Generic, TypeVar, cast
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
+from fanflow._runtime.frame import StepFrame, current_frame
 from fanflow._runtime.records import Record, RecordKind
 from fanflow._runtime.run import Run
 from fanflow._runtime.state import DictState, StateStore
-from fanflow._runtime.worker import StepFrame, current_frame
+from fanflow.context.serializers import BaseSerializer, JsonSerializer, PickleSerializer
 from fanflow.errors import SchemaVersionError, SerializationError, WorkflowRuntimeError
 from fanflow.events import Event
 from fanflow.retry import RetryInfo
 from fanflow.serialize import SCHEMA_VERSION, record_to_text_row, row_to_record
 
-__all__ = ["Context"]
+__all__ = ["BaseSerializer", "Context", "JsonSerializer", "PickleSerializer"]
 
 StateT = TypeVar("StateT", bound=BaseModel)
 E = TypeVar("E", bound=Event)
@@ -96,12 +97,7 @@ class Context(Generic[StateT]):
             "records": [],
         }
         if self._run is not None:
-            self._run.flush()
-            try:
-                records = self._run.sink.records(self._run.run_id)
-            except KeyError:
-                records = []
-            data["records"] = [record_to_text_row(r) for r in records]
+            data["records"] = [record_to_text_row(r) for r in self._run.records()]
         return data
 
     @classmethod
@@ -133,8 +129,10 @@ class Context(Generic[StateT]):
         return self._store
 
     def _state_changed(self, path: str | None, value: Any) -> None:
-        if self._run is not None:
-            self._run.state_changed(path, value)
+        run = self._run
+        if run is not None:
+            frame = current_frame.get()
+            run.state_changed(path, value, frame if frame and frame.run is run else None)
 
     # ------------------------------------------------------------ events
 
@@ -181,7 +179,7 @@ class Context(Generic[StateT]):
                 f"step {frame.step!r}: collect_events() takes event types, e.g. [MyEvent] * 3; "
                 f"got {first!r}"
             )
-        return frame.run.collect(frame, ev, expected, buffer_id)
+        return frame.run.collect.collect(frame, ev, expected, buffer_id)  # type: ignore[no-any-return]
 
     async def wait_for_event(
         self,
@@ -204,7 +202,8 @@ class Context(Generic[StateT]):
                 f"wait_for_event() takes an Event subclass, got {event_type!r}"
             )
         frame = self._require_step("wait_for_event")
-        return await frame.run.waiters.wait(frame, event_type, waiter_event, requirements, timeout)
+        event: E = await frame.run.wait(frame, event_type, waiter_event, requirements, timeout)
+        return event
 
     def write_event_to_stream(self, ev: Event | None) -> None:
         """Put `ev` on the run's event stream (``handler.stream_events()``)."""

@@ -1,0 +1,133 @@
+"""Instrumentation hooks: a listener hears what happens in a run as it happens.
+
+Tracing, logging, ``verbose=True`` and the CLI's progress display are all
+listeners. A listener's step calls run inside the invocation's own
+context (`contextvars`), so a tracer can open a span in `step_started`
+and the step's own code sees it as current; `run_started` runs in the
+run's context, which every invocation's context is copied from.
+
+A listener that raises is logged and otherwise ignored: observing a run
+never changes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fanflow.events import Event
+
+__all__ = ["Hooks", "InvocationInfo", "Listener", "RunIdentity", "add_listener", "remove_listener"]
+
+log = logging.getLogger("fanflow")
+
+
+@dataclass(frozen=True, slots=True)
+class RunIdentity:
+    """Which run a run-level call is about."""
+
+    run_id: str
+    workflow: str
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationInfo:
+    """Which step invocation a step-level call is about.
+
+    `event_id` is the id of the event the invocation handles, `cause_id`
+    the id of the event its emitter was handling (None for events from
+    outside and the start event). `attempt` counts from 1.
+    """
+
+    run_id: str
+    workflow: str
+    step: str
+    invocation: int
+    attempt: int
+    event_id: int
+    event_type: type[Event]
+    cause_id: int | None
+
+
+class Listener:
+    """Base class for listeners: override the calls you need; the rest do nothing."""
+
+    def run_started(self, run: RunIdentity) -> None:
+        """A run started or resumed."""
+
+    def run_finished(self, run: RunIdentity, status: str, error: BaseException | None) -> None:
+        """A run ended with `status` (``ok``, ``failed``, ``timeout``, ``cancelled``, ...)."""
+
+    def step_started(self, info: InvocationInfo) -> None:
+        """An attempt of a step invocation begins (called in the invocation's context)."""
+
+    def step_finished(self, info: InvocationInfo, output: Event | None, seconds: float) -> None:
+        """An invocation returned `output` (None: no event)."""
+
+    def step_failed(self, info: InvocationInfo, error: BaseException, seconds: float) -> None:
+        """An attempt raised `error`; `step_retried` follows if it will run again."""
+
+    def step_retried(self, info: InvocationInfo, delay: float) -> None:
+        """The failed attempt `info` runs again after `delay` seconds."""
+
+    def event_emitted(
+        self, run_id: str, event_id: int, event: Event, by: InvocationInfo | None
+    ) -> None:
+        """`event` got id `event_id`; `by` is the invocation that emitted it (None: outside)."""
+
+
+_GLOBAL: list[Listener] = []
+
+
+def add_listener(listener: Listener) -> None:
+    """Make `listener` hear every run started from now on, in this process."""
+    if not isinstance(listener, Listener):
+        raise TypeError(
+            f"add_listener() takes a fanflow.hooks.Listener, got {type(listener).__name__}"
+        )
+    if listener not in _GLOBAL:
+        _GLOBAL.append(listener)
+
+
+def remove_listener(listener: Listener) -> None:
+    """Stop `listener` hearing runs started from now on (no-op if it was not added)."""
+    if listener in _GLOBAL:
+        _GLOBAL.remove(listener)
+
+
+class Hooks:
+    """The listeners of one run, called safely."""
+
+    __slots__ = ("listeners",)
+
+    def __init__(self, listeners: Sequence[Listener]) -> None:
+        self.listeners = (*_GLOBAL, *listeners)
+
+    def __bool__(self) -> bool:
+        return bool(self.listeners)
+
+    def call(self, name: str, *args: object) -> None:
+        """Call method `name` of every listener; log, never raise, what one raises."""
+        for listener in self.listeners:
+            try:
+                getattr(listener, name)(*args)
+            except Exception:
+                log.exception("fanflow listener %r failed in %s", listener, name)
+
+
+class VerboseListener(Listener):
+    """Print each step as it runs: what ``Workflow(verbose=True)`` shows."""
+
+    def step_started(self, info: InvocationInfo) -> None:
+        print(f"Running step {info.step}")
+
+    def step_finished(self, info: InvocationInfo, output: Event | None, seconds: float) -> None:
+        if output is None:
+            print(f"Step {info.step} produced no event")
+        else:
+            print(f"Step {info.step} produced event {type(output).__name__}")
+
+
+VERBOSE = VerboseListener()

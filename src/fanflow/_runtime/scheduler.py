@@ -1,0 +1,226 @@
+"""The scheduler: each step's queue, its worker limit, hand-off and fairness.
+
+A step's events wait in its lane, first in, first out. A worker task is
+started when an event is queued and fewer than ``num_workers`` are alive;
+it runs invocations until the lane is empty and then ends, so an idle step
+costs nothing. A worker that finishes a step and would go idle takes over
+the next step that needs a worker (the hand-off), so a chain of steps runs
+in one task.
+
+Every invocation ends with a checkpoint: the worker yields to the event
+loop once, so a step that keeps re-emitting its own event without ever
+suspending cannot starve the other steps, the run's timeout or the
+caller.
+
+`busy` counts events queued plus invocations in progress; when it is zero
+nothing runs and nothing is queued, which is how the run knows it is stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import types
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from typing import Any
+
+from fanflow._runtime.frame import StepFrame, current_frame
+from fanflow._runtime.table import StepBinding
+from fanflow.events import Event
+
+__all__ = ["Item", "Lane", "Scheduler"]
+
+Item = tuple[int, Event, "int | None"]  # (event id, event, id of the event that caused it)
+
+if sys.version_info >= (3, 11):
+
+    def _spawn(
+        loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context
+    ) -> asyncio.Task[None]:
+        return loop.create_task(coro, context=context)
+
+else:
+
+    def _spawn(
+        loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context
+    ) -> asyncio.Task[None]:
+        return context.run(loop.create_task, coro)
+
+
+@types.coroutine
+def _checkpoint() -> Generator[None, None, None]:
+    """Yield to the event loop once (what ``asyncio.sleep(0)`` does, minus the call)."""
+    yield
+
+
+class Lane:
+    """One step's queue and worker count within one run."""
+
+    __slots__ = ("binding", "limit", "name", "queue", "started", "workers")
+
+    def __init__(self, binding: StepBinding) -> None:
+        self.binding = binding
+        self.name = binding.spec.name
+        self.limit = binding.spec.num_workers
+        self.queue: deque[Item] = deque()
+        self.workers = 0  # tasks working this lane, or promised it by a hand-off
+        self.started = 0  # invocations begun, for messages
+
+    def describe(self) -> str:
+        """Describe queued and running invocations, or '' when idle."""
+        running = self.workers if self.started else 0
+        if not running and not self.queue:
+            return ""
+        return f"step {self.name!r} has {running} running, {len(self.queue)} queued"
+
+
+class Scheduler:
+    """Lanes and worker tasks of one run.
+
+    `invoke(lane, frame, item)` runs one invocation (the run supplies it);
+    `on_drained()` is called once the scheduler is closed and its last task
+    has ended.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        context: contextvars.Context,
+        new_frame: Callable[[str], StepFrame],
+        invoke: Callable[[Lane, StepFrame, Item], Awaitable[None]],
+        on_drained: Callable[[], None],
+    ) -> None:
+        self.loop = loop
+        self.context = context  # the run's context; every worker starts from a copy
+        self._new_frame = new_frame
+        self._invoke = invoke
+        self._on_drained = on_drained
+        self.lanes: dict[str, Lane] = {}
+        self.tasks: dict[asyncio.Task[None], StepFrame | None] = {}
+        self.busy = 0
+        self.closed = False
+        self._offering: StepFrame | None = None  # a worker that may take over a lane now
+
+    # ------------------------------------------------------------ queueing
+
+    def submit(self, binding: StepBinding, event_id: int, event: Event, cause: int | None) -> None:
+        """Queue `event` for `binding`'s step; start (or hand off) a worker if below the limit."""
+        lane = self.lanes.get(binding.spec.name)
+        if lane is None:
+            lane = self.lanes[binding.spec.name] = Lane(binding)
+        lane.queue.append((event_id, event, cause))
+        self.busy += 1
+        if lane.workers < lane.limit:
+            lane.workers += 1
+            offering = self._offering
+            if offering is not None and offering.successor is None:
+                offering.successor = lane
+            else:
+                self._start(lane)
+
+    def done(self) -> int:
+        """Count one invocation as finished; return how many remain busy."""
+        self.busy -= 1
+        return self.busy
+
+    def offer_handoff(self, frame: StepFrame, lane: Lane) -> None:
+        """Let the worker of `frame` take over the next lane that needs a worker.
+
+        Called while it dispatches its output; only a worker whose own lane
+        is empty (it would go idle next) may take a lane over.
+        """
+        self._offering = frame if not lane.queue else None
+
+    def end_handoff(self, frame: StepFrame, lane: Lane) -> None:
+        """Close the offer; start the taken-over lane now if this worker is busy after all."""
+        self._offering = None
+        successor = frame.successor
+        if successor is not None and (lane.queue or self.closed):
+            frame.successor = None
+            self._release(successor)
+
+    def _release(self, lane: Lane) -> None:
+        if self.closed:
+            lane.workers -= 1
+        else:
+            self._start(lane)
+
+    def _start(self, lane: Lane) -> None:
+        task = _spawn(self.loop, self._work(lane), self.context.copy())
+        self.tasks[task] = None
+        # A done callback, not a `finally`: a task cancelled before its first
+        # step never runs its body, and must still count as ended.
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        del self.tasks[task]
+        if self.closed and not self.tasks:
+            self._on_drained()
+
+    async def _work(self, lane: Lane) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        frame = self._new_frame(lane.name)
+        self.tasks[task] = frame
+        current_frame.set(frame)  # in this task's own context, copied per invocation
+        invoke = self._invoke
+        try:
+            while True:
+                queue = lane.queue
+                while queue and not self.closed:
+                    await invoke(lane, frame, queue.popleft())
+                    await _checkpoint()
+                    if frame.successor is not None and queue:
+                        # More work arrived for this lane while it yielded: the
+                        # lane it took over must not wait for it.
+                        successor, frame.successor = frame.successor, None
+                        self._release(successor)
+                successor, frame.successor = frame.successor, None
+                if successor is None:
+                    break
+                if self.closed:
+                    successor.workers -= 1
+                    break
+                lane.workers -= 1
+                lane = successor
+                frame.step = lane.name
+        finally:
+            lane.workers -= 1
+
+    # ------------------------------------------------------------ ending
+
+    def close(self) -> bool:
+        """Stop every worker but the calling one; return whether tasks remain to finish."""
+        self.closed = True
+        current = asyncio.current_task()
+        for task, frame in list(self.tasks.items()):
+            if task is not current:
+                if frame is not None:
+                    frame.stopping = True
+                task.cancel()
+        return bool(self.tasks)
+
+    def cancel_again(self) -> list[str]:
+        """Cancel the workers still alive once more; return the steps they run."""
+        steps = []
+        for task, frame in self.tasks.items():
+            if frame is not None:
+                frame.stopping = True
+                steps.append(frame.step)
+            task.cancel()
+        return steps
+
+    def describe(self) -> Iterator[str]:
+        """Describe each lane with queued or running invocations."""
+        for lane in self.lanes.values():
+            if described := lane.describe():
+                yield described
+
+    def lane(self, name: str) -> Lane | None:
+        """Return the lane of step `name`, if it was ever used."""
+        return self.lanes.get(name)
+
+    def __repr__(self) -> str:
+        return f"<Scheduler busy={self.busy} tasks={len(self.tasks)} closed={self.closed}>"
