@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from fanflow._runtime.records import Record
 from fanflow._runtime.run import Run
 from fanflow.events import Event, StopEvent
 
@@ -46,6 +47,15 @@ class WorkflowHandler(asyncio.Future[Any]):
         its error after the buffered events. Only one consumer per run.
         """
         return self._run.stream.consume()
+
+    def records(self, after: int = 0) -> AsyncIterator[Record]:
+        """Iterate over this run's records with ``seq > after``: those so far, then live ones.
+
+        Any number of readers may follow one run; each ends after the
+        RUN_FINISHED record. How far a slow reader may fall behind depends on
+        the store (`MemoryStore`: ``max_records``).
+        """
+        return self._run.subscribe(after)
 
     def cancel_run(self) -> asyncio.Future[None]:
         """Stop the run now; ``await handler`` then raises `WorkflowCancelledByUser`.

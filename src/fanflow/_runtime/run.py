@@ -24,7 +24,7 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fanflow._runtime.collect import CollectBuffers
@@ -211,6 +211,18 @@ class Run:
             return self.sink.records(self.run_id)
         except KeyError:
             return []
+
+    def subscribe(self, after: int = 0) -> AsyncIterator[Record]:
+        """Follow the run's records from ``seq > after`` (see `Store.subscribe`)."""
+        self.journal.flush()
+        subscribe = getattr(self.sink, "subscribe", None)
+        if subscribe is None:
+            raise WorkflowRuntimeError(
+                f"{type(self.sink).__name__} cannot be followed live; use a MemoryStore, or "
+                "read store.records(run_id) once the run has ended"
+            )
+        records: AsyncIterator[Record] = subscribe(self.run_id, after)
+        return records
 
     # ------------------------------------------------------------ events
 
