@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from fanflow import MockClock, SystemClock
+from fanflow import Context, Event, MockClock, StartEvent, StopEvent, SystemClock, Workflow, step
 
 
 def test_mock_clock_starts_where_told():
@@ -144,3 +144,38 @@ async def test_system_clock_sleep_takes_real_time():
     await clock.sleep(0.002)
 
     assert clock.now() - before >= 0.0019
+
+
+class _Tick(Event):
+    pass
+
+
+class _SleepsAndWorks(Workflow):
+    """`sleeper` sleeps 10 s on the mock clock while `worker` reads the time between yields."""
+
+    @step
+    async def start(self, ctx: Context, ev: StartEvent) -> _Tick | None:
+        ctx.send_event(_Tick())
+        ctx.send_event(_Tick())
+        return None
+
+    @step(num_workers=2)
+    async def tick(self, ctx: Context, ev: _Tick) -> StopEvent | None:
+        clock = self.clock
+        if await ctx.store.get("sleeping", default=False):
+            readings = []
+            for _ in range(5):
+                await asyncio.sleep(0)
+                readings.append(clock.now())
+            await ctx.store.set("readings", readings)
+            return None
+        await ctx.store.set("sleeping", True)
+        await clock.sleep(10)
+        return StopEvent(result=(await ctx.store.get("readings"), clock.now()))
+
+
+async def test_autojump_waits_until_every_task_is_blocked():
+    """The clock jumps over a sleep only once the other step has nothing left to run."""
+    readings, woke_at = await _SleepsAndWorks(clock=MockClock(autojump=True)).run()
+    assert readings == [0.0] * 5
+    assert woke_at == 10.0

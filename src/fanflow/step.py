@@ -14,10 +14,11 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, Union, overload
+from typing import Annotated, Any, TypeVar, Union, overload
 
 from fanflow.errors import WorkflowValidationError
 from fanflow.events import Event
+from fanflow.resource import ResourceParam, resource_of
 from fanflow.retry import RetryPolicy
 
 __all__ = ["StepSpec", "get_spec", "step"]
@@ -47,6 +48,9 @@ class StepSpec:
     state_type: type[Any] | None = None  # from a `ctx: Context[MyState]` annotation
     is_async: bool = True  # False: a plain ``def`` step, which runs in a thread
     executor: Any = None  # where the body runs (see fanflow.executor); None: the workflow's
+    # Parameters annotated ``Annotated[T, Resource(...)]``: (name, descriptor, T),
+    # made by fanflow.resource.resolve_resources and passed by keyword.
+    resources: tuple[ResourceParam, ...] = ()
 
     def describe(self) -> str:
         """Return ``name(accepts) -> returns`` for messages and drawings."""
@@ -109,6 +113,12 @@ def step(
             timeout=timeout,
             executor=executor,
         )
+        if workflow is None and not spec.is_method and _is_free_function(func):
+            raise WorkflowValidationError(
+                f"To decorate {spec.name} please pass a workflow class to the @step decorator. "
+                f"A function outside a Workflow class joins one with @step(workflow=MyFlow) "
+                f"or MyFlow.add_step({spec.name})."
+            )
         setattr(func, SPEC_ATTR, spec)
         if workflow is not None:
             workflow.add_step(func)
@@ -138,7 +148,7 @@ def build_spec(
     _check_settings(where, num_workers, retry_policy, timeout)
     if executor is not None and not callable(getattr(executor, "run", None)):
         raise WorkflowValidationError(
-            f"{where}: executor must have a run(step, ctx, event) method (see fanflow.executor), "
+            f"{where}: executor must have a run(call) method (see fanflow.executor), "
             f"got {type(executor).__name__}."
         )
     hints = _resolve_hints(fn, where, localns)
@@ -148,6 +158,10 @@ def build_spec(
     is_method = bool(params) and params[0].name not in hints and params[0].name not in _CTX_NAMES
     if is_method:
         params = params[1:]
+    resources = tuple(r for p in params if (r := resource_of(p.name, hints.get(p.name))))
+    taken = {name for name, _, _ in resources}
+    params = [p for p in params if p.name not in taken]
+    hints = {name: _without_metadata(hint) for name, hint in hints.items()}
     accepts, ctx_position = _read_params(params, hints, where)
     state_type = None
     if ctx_position is not None:
@@ -172,6 +186,7 @@ def build_spec(
         state_type=state_type,
         is_async=inspect.iscoroutinefunction(fn),
         executor=executor,
+        resources=resources,
     )
 
 
@@ -204,7 +219,7 @@ def _resolve_hints(
     fn: Callable[..., Any], where: str, localns: dict[str, Any] | None
 ) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(fn, localns=localns)
+        return typing.get_type_hints(fn, localns=localns, include_extras=True)
     except NameError as exc:
         raise WorkflowValidationError(
             f"{where}: cannot resolve an annotation ({exc}); "
@@ -233,7 +248,8 @@ def _read_params(
         else:
             raise WorkflowValidationError(
                 f"{where}: parameter {param.name!r} is one too many; a step takes one event "
-                "parameter and optionally a Context."
+                "parameter, optionally a Context, and resources annotated "
+                "'Annotated[T, Resource(factory)]'."
             )
     if accepts is None or not accepts:
         raise WorkflowValidationError(
@@ -245,6 +261,17 @@ def _read_params(
 
 
 _CTX_NAMES = ("ctx", "context")
+
+
+def _without_metadata(hint: Any) -> Any:
+    """Return ``T`` for ``Annotated[T, ...]``, else `hint` itself."""
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+
+
+def _is_free_function(fn: Callable[..., Any]) -> bool:
+    """Return whether `fn` is defined outside a class body (module level or in a function)."""
+    parts = getattr(fn, "__qualname__", "").split(".")
+    return len(parts) == 1 or parts[-2] == "<locals>"
 
 
 def _is_context(annotation: Any, name: str) -> bool:

@@ -30,13 +30,13 @@ class EventStream:
 
     __slots__ = ("_buffer", "_closed", "_consumed", "_error", "_wakeup", "dropped", "limit")
 
-    def __init__(self, limit: int = STREAM_LIMIT) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self._buffer: deque[Event] = deque()
         self._wakeup: asyncio.Future[None] | None = None
         self._closed = False
         self._error: BaseException | None = None
         self._consumed = False
-        self.limit = limit
+        self.limit = STREAM_LIMIT if limit is None else limit
         self.dropped = 0  # events dropped because nobody read them in time
 
     def put(self, event: Event) -> None:
