@@ -14,6 +14,7 @@ import pytest
 from fanflow import Record, RecordKind, StartEvent
 from fanflow.cli import _run, main
 from fanflow.cli._progress import Above, Progress, StatusBlock
+from fanflow.cli._target import load_target
 
 HERE = Path(__file__).parent
 FLOWS = str(HERE / "flows_for_tests.py")
@@ -202,6 +203,107 @@ def test_input_required_reads_a_line(
     assert out.splitlines()[-1] == "result: hello Ada"
 
 
+def test_unknown_start_argument_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An --arg the typed StartEvent has no field for is one line naming it and the fields."""
+    path = write(
+        tmp_path,
+        HEADER
+        + """
+    class Numbers(StartEvent):
+        n: int
+        label: str = "x"
+
+    class Typed(Workflow):
+        @step
+        async def go(self, ev: Numbers) -> StopEvent:
+            return StopEvent(result=ev.n)
+    """,
+    )
+    status, _, err = cli(capsys, "run", path, "--arg", "nn=3")
+    assert (status, err) == (
+        2,
+        "fanflow: error: unknown start argument 'nn': Numbers has the fields n, label\n",
+    )
+
+
+ANSWER_FLOWS = """
+    class Name(HumanResponseEvent):
+        name: str
+        age: int
+        title: str = "Dr"
+
+    class Waits(Workflow):
+        @step
+        async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            got = await ctx.wait_for_event(Name, waiter_event=InputRequiredEvent(prefix="who?"))
+            return StopEvent(result=f"{got.title} {got.name} {got.age + 1}")
+
+    class Reply(HumanResponseEvent):
+        text: str
+
+    class Accepts(Workflow):
+        @step
+        async def ask(self, ev: StartEvent) -> InputRequiredEvent:
+            return InputRequiredEvent(prefix="say")
+
+        @step
+        async def answer(self, ev: Reply) -> StopEvent:
+            return StopEvent(result="got " + ev.text)
+"""
+
+
+def test_input_answers_the_awaited_subclass_field_by_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wait for a HumanResponseEvent subclass is answered with it, a line per field."""
+    path = write(tmp_path, HEADER + ANSWER_FLOWS)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Ada\n36\n\n"))
+    status, out, err = cli(capsys, "run", f"{path}:Waits", "--progress", "none")
+    assert (status, out.splitlines()[-1]) == (0, "result: Dr Ada 37")
+    assert "name> age> title> " in err
+
+
+def test_input_answers_the_subclass_a_step_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request answered by a step that accepts a HumanResponseEvent subclass gets that type."""
+    path = write(tmp_path, HEADER + ANSWER_FLOWS)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi there\n"))
+    status, out, _ = cli(capsys, "run", f"{path}:Accepts", "--progress", "none")
+    assert (status, out.splitlines()[-1]) == (0, "result: got hi there")
+
+
+def test_input_that_does_not_validate_is_asked_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer its type refuses is reported and asked for again."""
+    path = write(tmp_path, HEADER + ANSWER_FLOWS)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Ada\nold\n\nAda\n36\nMx\n"))
+    status, out, err = cli(capsys, "run", f"{path}:Waits", "--progress", "none")
+    assert (status, out.splitlines()[-1]) == (0, "result: Mx Ada 37")
+    assert "fanflow: not a Name: age: Input should be a valid integer" in err
+
+
+def test_detached_hint_names_the_awaited_subclass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--detach-on-input prints a runs send line with the awaited type and its required fields."""
+    path = write(tmp_path, HEADER + ANSWER_FLOWS)
+    status, _, err = cli(capsys, "run", f"{path}:Waits", "--progress", "none", "--detach-on-input")
+    assert status == 3
+    assert """--event '{"type": "Name", "data": {"name": "...", "age": "..."}}'""" in err
+
+
+def test_runs_list_refuses_an_unknown_status(capsys: pytest.CaptureFixture[str]) -> None:
+    """``runs list --status bogus`` is a usage error listing the valid statuses."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["runs", "list", "--status", "bogus"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'bogus' (choose from 'running', 'ok'" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- targets
 
 
@@ -260,6 +362,25 @@ def test_file_with_one_workflow_needs_no_name(
     """,
     )
     assert cli(capsys, "run", path)[:2] == (0, "result: only\n")
+
+
+def test_file_is_imported_under_its_stem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """flows/app.py is the module ``app``, so its classes' names agree across processes."""
+    path = write(tmp_path, HEADER + ANSWER_FLOWS, "app.py")
+    loaded = load_target(f"{path}:Waits")
+    assert isinstance(loaded, type) and loaded.__module__ == "app"
+    again = load_target(f"{path}:Waits")  # the same file again: the same name
+    assert isinstance(again, type) and again.__module__ == "app"
+
+
+def test_file_whose_stem_is_taken_gets_another_name(tmp_path: Path) -> None:
+    """A file named like a module already imported (json.py) leaves that module alone."""
+    path = write(tmp_path, HEADER + ANSWER_FLOWS, "json.py")
+    loaded = load_target(f"{path}:Waits")
+    assert isinstance(loaded, type) and loaded.__module__ == "fanflow_target_json"
+    assert sys.modules["json"].__file__ != path
 
 
 def test_debug_shows_the_traceback_of_a_load_error(

@@ -31,6 +31,7 @@ from fanflow.cli._db import CachedStore, NoDatabaseError, db_option, db_url, ope
 from fanflow.cli._run import (
     Inputs,
     UsageError,
+    check_arguments,
     make_ui,
     make_workflow,
     run_workflow,
@@ -207,6 +208,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     kwargs = start_arguments(args.arg, args.json_args)
     target = load_target(args.target)
     wf = make_workflow(target, args.timeout, args.verbose)
+    check_arguments(wf, kwargs)
     url = db_url(args.db)
     store = CachedStore(open_db(url), source=file_source(args.target, target))
     try:

@@ -19,14 +19,23 @@ import shlex
 import sys
 import threading
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO, cast
 
-from fanflow._runtime.records import RecordKind, Store
-from fanflow.cli._db import pending_wait
+from pydantic import ValidationError
+
+from fanflow._runtime.records import Record, RecordKind, Store
+from fanflow.cli._answer import (
+    RESPONSE,
+    answer_for,
+    field_value,
+    fields_to_ask,
+    has_default,
+    hint_data,
+)
 from fanflow.cli._progress import Above, Progress, StatusBlock
 from fanflow.errors import WorkflowCancelledByUser
-from fanflow.events import Event, HumanResponseEvent, InputRequiredEvent, StopEvent
+from fanflow.events import Event, InputRequiredEvent, StopEvent
 from fanflow.handler import WorkflowHandler
 from fanflow.serialize import RecordedError
 from fanflow.workflow import Workflow
@@ -35,6 +44,7 @@ __all__ = [
     "Inputs",
     "Ui",
     "UsageError",
+    "check_arguments",
     "describe",
     "error_name",
     "follow",
@@ -47,6 +57,7 @@ __all__ = [
 LIVE_TICK = 0.1  # seconds between redraws of the status on a terminal
 PLAIN_TICK = 1.0  # seconds between progress lines elsewhere
 MAX_SHOWN = 300  # characters of an event or result printed
+JOURNAL_TURNS = 5  # event-loop turns to wait for a request's record to be written
 
 
 class UsageError(Exception):
@@ -76,6 +87,22 @@ def start_arguments(pairs: list[str], json_args: str | None) -> dict[str, Any]:
             raise UsageError(f"argument {key!r} is given twice")
         kwargs[key] = _value(text)
     return kwargs
+
+
+def check_arguments(wf: Workflow, kwargs: dict[str, Any]) -> None:
+    """Refuse a start argument that `wf`'s typed StartEvent has no field for.
+
+    Events keep extra fields, so a misspelt ``--arg`` would otherwise reach
+    the run unnoticed. A plain StartEvent (no declared fields) takes any name.
+    """
+    starts = type(wf).graph().start_types
+    fields = starts[0].model_fields if len(starts) == 1 else {}
+    unknown = [key for key in kwargs if key not in fields]
+    if fields and unknown:
+        listed = ", ".join(fields)
+        raise UsageError(
+            f"unknown start argument {unknown[0]!r}: {starts[0].__name__} has the fields {listed}"
+        )
 
 
 def _value(text: str) -> Any:
@@ -169,6 +196,7 @@ class Inputs:
     detach: bool = False  # leave the run waiting in its store instead of reading stdin
     db: str = ""  # the " --db URL" that the printed ``fanflow runs send`` command needs
     answered: list[Event] = field(default_factory=list)  # asked again on resume, answered already
+    workflow: Workflow | None = None  # whose event types an answer is looked up among
 
 
 def make_ui(progress: str) -> Ui:
@@ -193,6 +221,7 @@ async def run_workflow(
     """
     handler = wf.run(**kwargs)
     print(f"run {handler.run_id}", file=ui.err, flush=True)
+    inputs = replace(inputs or Inputs(), workflow=wf)
     return await follow(handler, wf.store, ui, inputs=inputs, debug=debug)
 
 
@@ -214,7 +243,7 @@ async def follow(
     inputs = inputs or Inputs()
     left: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     watcher = asyncio.create_task(ui.watch(store, handler.run_id))
-    streamer = asyncio.create_task(_stream(handler, ui, inputs, left))
+    streamer = asyncio.create_task(_stream(handler, store, ui, inputs, left))
     try:
         await asyncio.wait([handler, left], return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
@@ -231,7 +260,7 @@ async def follow(
         streamer.cancel()
         ui.finish(store, handler.run_id)
     if detached:
-        _print_answer_hint(store, handler.run_id, inputs.db, ui.err)
+        _print_answer_hint(store, handler.run_id, inputs, ui.err)
         return 3
     result, error = _outcome(handler)
     if error is not None:
@@ -251,18 +280,20 @@ def _outcome(handler: WorkflowHandler) -> tuple[Any, BaseException | None]:
     return (None, error) if error is not None else (handler.result(), None)
 
 
-def _print_answer_hint(store: Store, run_id: str, db: str, err: TextIO) -> None:
-    wait = pending_wait(store.records(run_id))
-    name, requirements = wait if wait is not None else ("HumanResponseEvent", {})
-    data: dict[str, object] = {"response": "..."} if name == "HumanResponseEvent" else {}
-    data.update(requirements)
-    event = json.dumps({"type": name, "data": data}, ensure_ascii=False, default=str)
+def _print_answer_hint(store: Store, run_id: str, inputs: Inputs, err: TextIO) -> None:
+    answer = answer_for(store.records(run_id), inputs.workflow)
+    payload = {"type": answer.event_type.__name__, "data": hint_data(answer)}
+    event = json.dumps(payload, ensure_ascii=False, default=str)
     print(f"fanflow: run {run_id} is waiting for input; answer it with:", file=err)
-    print(f"    fanflow runs send {run_id} --event {shlex.quote(event)}{db}", file=err, flush=True)
+    print(
+        f"    fanflow runs send {run_id} --event {shlex.quote(event)}{inputs.db}",
+        file=err,
+        flush=True,
+    )
 
 
 async def _stream(
-    handler: WorkflowHandler, ui: Ui, inputs: Inputs, left: asyncio.Future[None]
+    handler: WorkflowHandler, store: Store, ui: Ui, inputs: Inputs, left: asyncio.Future[None]
 ) -> None:
     try:
         async for event in handler.stream_events():
@@ -276,13 +307,68 @@ async def _stream(
                 if inputs.detach:
                     left.set_result(None)
                     return
-                await _answer(handler, ui)
+                await _answer(handler, store, ui, inputs, event)
     except Exception:
         pass  # the run's error reaches `follow` through the handler, which reports it
 
 
-async def _answer(handler: WorkflowHandler, ui: Ui) -> None:
-    """Read one line of stdin and send it to the run as a HumanResponseEvent."""
+async def _answer(
+    handler: WorkflowHandler, store: Store, ui: Ui, inputs: Inputs, request: Event
+) -> None:
+    """Read the answer's fields from stdin, a line each, and send it to the run.
+
+    The answer has the type the run waits for (see `answer_for`); a plain
+    HumanResponseEvent is asked one line, its ``response``.
+    """
+    records = await _records_with(store, handler.run_id, request)
+    answer = answer_for(records, inputs.workflow, request)
+    names = fields_to_ask(answer)
+    while True:
+        data: dict[str, Any] = dict(answer.requirements)
+        for name in names:
+            text = await _read_line(ui, "input> " if names == [RESPONSE] else f"{name}> ")
+            if not text:
+                print(
+                    "fanflow: no input (stdin closed); cancelling the run "
+                    "(--detach-on-input leaves it waiting instead)",
+                    file=ui.err,
+                )
+                handler.cancel_run()
+                return
+            line = text.rstrip("\n")
+            if line or not has_default(answer, name):  # an empty line keeps the default
+                data[name] = field_value(answer, name, line)
+        try:
+            event = answer.event_type.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            print(f"fanflow: not a {answer.event_type.__name__}: {problems}", file=ui.err)
+            continue
+        handler.ctx.send_event(event)
+        return
+
+
+async def _records_with(store: Store, run_id: str, request: Event) -> list[Record]:
+    """Return the run's records, once the one of `request` is among them if it comes soon.
+
+    A "batched" journal writes at the end of an event-loop turn, which may
+    come after the request reached the stream; an "exit" one writes at the
+    end of the run, so after a few turns `answer_for` makes do without it.
+    """
+    records: list[Record] = []
+    for _ in range(JOURNAL_TURNS):
+        with contextlib.suppress(KeyError):
+            records = store.records(run_id)
+        if any(r.event is request or r.event == request for r in records):
+            break
+        await asyncio.sleep(0)
+    return records
+
+
+async def _read_line(ui: Ui, prompt: str) -> str:
+    """Return one line of stdin ('' when it is closed), read without blocking the loop."""
     loop = asyncio.get_running_loop()
     line: asyncio.Future[str] = loop.create_future()
 
@@ -295,18 +381,8 @@ async def _answer(handler: WorkflowHandler, ui: Ui) -> None:
 
     # A daemon thread: a run that ends while we wait must not keep the process alive.
     threading.Thread(target=read, daemon=True).start()
-    print("input> ", end="", file=ui.err, flush=True)
-    text = await line
-    if not text:
-        print(
-            "fanflow: no input (stdin closed); cancelling the run "
-            "(--detach-on-input leaves it waiting instead)",
-            file=ui.err,
-        )
-        handler.cancel_run()
-        return
-    # HumanResponseEvent keeps extra fields; `response` is the reference's name.
-    handler.ctx.send_event(HumanResponseEvent(**{"response": text.rstrip("\n")}))
+    print(prompt, end="", file=ui.err, flush=True)
+    return await line
 
 
 def _failed_step(store: Store, run_id: str, error: BaseException) -> str:

@@ -44,6 +44,7 @@ __all__ = ["add_runs", "event_from_text", "find_run", "recorded_target"]
 
 DB_HELP = "the run database (default: $FANFLOW_DB, else sqlite:///fanflow-runs.db)"
 RUN_ID_HELP = "a run id, or a prefix of one that names a single run"
+RUN_STATUSES = ("running", "ok", "failed", "cancelled", "timeout", "detached", "interrupted")
 EVENT_EXAMPLE = '{"type": "HumanResponseEvent", "data": {"response": "Ada"}}'
 
 
@@ -80,7 +81,12 @@ def _add_list(subcommands: Any, common: argparse.ArgumentParser) -> None:
         "(running, ok, failed, cancelled, timeout), start (local time) and duration.",
     )
     runs_list.add_argument("--db", metavar="URL", help=DB_HELP)
-    runs_list.add_argument("--status", metavar="S", help="only runs with status S (e.g. failed)")
+    runs_list.add_argument(
+        "--status",
+        choices=RUN_STATUSES,
+        metavar="S",
+        help=f"only runs with status S: {', '.join(RUN_STATUSES)}",
+    )
     runs_list.add_argument(
         "--limit", type=_count, default=20, metavar="N", help="at most N runs (0: all; default 20)"
     )
@@ -258,7 +264,7 @@ def _drive(args: argparse.Namespace, event_text: str | None) -> int:
         wf = make_workflow(target, args.timeout, args.verbose)
         records = store.records(run_id)
         event = None
-        inputs = Inputs(detach=args.detach_on_input, db=db_option(url))
+        inputs = Inputs(detach=args.detach_on_input, db=db_option(url), workflow=wf)
         if payload is not None:
             event = event_from_text(*payload, wf)
             if records[-1].kind is RecordKind.RUN_FINISHED:

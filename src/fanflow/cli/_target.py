@@ -93,9 +93,29 @@ def _load_file(path: Path) -> ModuleType:
 
 
 def _module_name(path: Path) -> str:
+    """Return the module name to load `path` under: its stem, as `python -m` would give it.
+
+    A class's default ``workflow_name`` is ``module.Qualname``, so every
+    process that loads the same file must give it the same module name:
+    ``flows/app.py`` is ``app``. Only when ``sys.modules`` holds a different
+    module under that name (a file called ``json.py``; ``app`` from another
+    folder) does the file get ``fanflow_target_<stem>`` instead: replacing the
+    module already there would break whatever imported it.
+    """
     stem = re.sub(r"\W", "_", path.stem)
-    # Never shadow a module that is already imported (a file named json.py).
-    return stem if stem.isidentifier() and stem not in sys.modules else f"fanflow_target_{stem}"
+    if not stem.isidentifier():
+        return f"fanflow_target_{stem}"
+    taken = sys.modules.get(stem)
+    if taken is None or _same_file(getattr(taken, "__file__", None), path):
+        return stem
+    return f"fanflow_target_{stem}"
+
+
+def _same_file(where: str | None, path: Path) -> bool:
+    try:
+        return where is not None and Path(where).resolve() == path.resolve()
+    except OSError:
+        return False
 
 
 def _load_module(dotted: str) -> ModuleType:
