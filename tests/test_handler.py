@@ -14,6 +14,7 @@ from fanflow import (
     WorkflowRuntimeError,
     step,
 )
+from fanflow.events import WorkflowCancelledEvent, WorkflowFailedEvent
 
 
 class Progress(Event):
@@ -230,32 +231,33 @@ async def test_second_stream_consumer_is_refused(finish):
     await finish(handler)
 
 
-async def test_stream_of_a_failed_run_raises_its_error_after_the_events(finish, receive):
-    """A failed run's stream yields what was written, then raises the step's error."""
+async def test_stream_of_a_failed_run_ends_with_workflow_failed_event(finish, receive, drain):
+    """A failed run's stream yields what was written, then WorkflowFailedEvent; await raises."""
     handler = Failing().run()
     stream = handler.stream_events()
 
     assert await receive(stream) == Progress(n=1)
+    (failed,) = await drain(stream)
+
+    assert isinstance(failed, WorkflowFailedEvent)
+    assert failed.exception is Failing.error
+    assert failed.step_name == "start"
     with pytest.raises(LookupError) as caught:
-        await receive(stream)
-
-    assert caught.value is Failing.error
-    with pytest.raises(LookupError):
         await finish(handler)
+    assert caught.value is Failing.error
 
 
-async def test_stream_of_a_cancelled_run_raises_cancelled_by_user(finish, receive):
-    """A consumer waiting on the stream learns that the run was cancelled."""
+async def test_stream_of_a_cancelled_run_ends_with_workflow_cancelled_event(finish, receive, drain):
+    """A consumer waiting on the stream gets WorkflowCancelledEvent when the run is cancelled."""
     handler = Gated().run()
     stream = handler.stream_events()
     assert await receive(stream) == Progress(n=1)
-    waiting = asyncio.ensure_future(receive(stream))
+    waiting = asyncio.ensure_future(drain(stream))
     await asyncio.sleep(0)
 
     handler.cancel_run()
 
-    with pytest.raises(WorkflowCancelledByUser):
-        await waiting
+    assert [type(e) for e in await waiting] == [WorkflowCancelledEvent]
     with pytest.raises(WorkflowCancelledByUser):
         await finish(handler)
 

@@ -38,7 +38,6 @@ from fanflow.errors import (
 )
 from fanflow.events import (
     Event,
-    EventType,
     HumanResponseEvent,
     InputRequiredEvent,
     InternalDispatchEvent,
@@ -55,13 +54,14 @@ from fanflow.events import (
 )
 from fanflow.graph import StepGraph
 from fanflow.handler import WorkflowHandler
+from fanflow.resource import Resource, ResourceConfig, ResourceManager
 from fanflow.retry import (
     ConstantDelayRetryPolicy,
     ExponentialBackoffRetryPolicy,
     RetryInfo,
     RetryPolicy,
 )
-from fanflow.step import StepSpec, step
+from fanflow.step import StepSpec, catch_error, step
 from fanflow.stores.memory import MemoryStore
 from fanflow.workflow import Workflow
 
@@ -112,7 +112,6 @@ __all__ = [
     "ContextStateError",
     "DictState",
     "Event",
-    "EventType",
     "ExponentialBackoffRetryPolicy",
     "FanflowError",
     "HumanResponseEvent",
@@ -126,6 +125,9 @@ __all__ = [
     "PostgresStore",
     "Record",
     "RecordKind",
+    "Resource",
+    "ResourceConfig",
+    "ResourceManager",
     "RetryInfo",
     "RetryPolicy",
     "RunInfo",
@@ -163,6 +165,7 @@ __all__ = [
     "WorkflowTimedOutEvent",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
+    "catch_error",
     "draw_all_possible_flows",
     "draw_execution",
     "draw_most_recent_execution",

@@ -3,6 +3,6 @@
 ``from fanflow.decorators import step`` is the same object as ``fanflow.step``.
 """
 
-from fanflow.step import StepSpec, step
+from fanflow.step import StepSpec, catch_error, step
 
-__all__ = ["StepSpec", "step"]
+__all__ = ["StepSpec", "catch_error", "step"]

@@ -8,7 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from fanflow.events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
+from fanflow.events import (
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StepFailedEvent,
+    StopEvent,
+)
 from fanflow.step import StepSpec
 
 __all__ = ["StepGraph", "build_graph"]
@@ -50,7 +57,9 @@ class StepGraph:
 
 def is_external(event_type: type[Event]) -> bool:
     """Return whether `event_type` crosses the run's edge (human input, start, stop)."""
-    return issubclass(event_type, (InputRequiredEvent, HumanResponseEvent, StartEvent, StopEvent))
+    return issubclass(
+        event_type, (InputRequiredEvent, HumanResponseEvent, StartEvent, StopEvent, StepFailedEvent)
+    )
 
 
 def build_graph(specs: Iterable[StepSpec]) -> StepGraph:

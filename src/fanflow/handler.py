@@ -40,12 +40,18 @@ class WorkflowHandler(asyncio.Future[Any]):
         """Return this run's id (also the key of its records in the store)."""
         return self._run.run_id
 
-    def stream_events(self) -> AsyncIterator[Event]:
-        """Iterate over the events steps write to the stream, ending with the StopEvent.
+    def stream_events(self, expose_internal: bool = False) -> AsyncIterator[Event]:
+        """Iterate over the events steps write to the stream, ending with a StopEvent.
 
-        Events are buffered until read. If the run fails the iterator raises
-        its error after the buffered events. Only one consumer per run.
+        A run that did not succeed ends its stream with `WorkflowFailedEvent`,
+        `WorkflowTimedOutEvent` or `WorkflowCancelledEvent` (StopEvent
+        subclasses); ``await handler`` then raises the run's error. With
+        `expose_internal` the engine's own events (`StepStateChanged`, ...)
+        are streamed too. Events are buffered until read, up to a limit.
+        Only one consumer per run.
         """
+        if expose_internal:
+            self._run.expose_internal()
         return self._run.stream.consume()
 
     def records(self, after: int = 0) -> AsyncIterator[Record]:

@@ -13,7 +13,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar, Union, overload
 
 from fanflow.errors import WorkflowValidationError
@@ -51,6 +51,11 @@ class StepSpec:
     # Parameters annotated ``Annotated[T, Resource(...)]``: (name, descriptor, T),
     # made by fanflow.resource.resolve_resources and passed by keyword.
     resources: tuple[ResourceParam, ...] = ()
+    # A @catch_error step: it takes StepFailedEvent for the steps in `for_steps`
+    # (None: every step), at most `max_recoveries` times per run.
+    catches_errors: bool = False
+    for_steps: tuple[str, ...] | None = None
+    max_recoveries: int = 1
 
     def describe(self) -> str:
         """Return ``name(accepts) -> returns`` for messages and drawings."""
@@ -122,6 +127,62 @@ def step(
         setattr(func, SPEC_ATTR, spec)
         if workflow is not None:
             workflow.add_step(func)
+        return func
+
+    return decorate(fn) if fn is not None else decorate
+
+
+@overload
+def catch_error(fn: F, /) -> F: ...
+
+
+@overload
+def catch_error(
+    *, for_steps: list[str] | None = None, max_recoveries: int = 1
+) -> Callable[[F], F]: ...
+
+
+def catch_error(
+    fn: F | None = None,
+    /,
+    *,
+    for_steps: list[str] | None = None,
+    max_recoveries: int = 1,
+) -> F | Callable[[F], F]:
+    """Mark a step that handles other steps' failures: ``ev: StepFailedEvent``.
+
+    When a step raises and its retry policy gives up, the run goes on with a
+    `StepFailedEvent` sent to this step instead of failing. `for_steps`
+    limits it to the named steps (a scoped handler wins over an unscoped
+    one); `max_recoveries` caps how often it is entered per run. A failure
+    of the handler itself ends the run.
+    """
+    if isinstance(max_recoveries, bool) or not isinstance(max_recoveries, int):
+        raise WorkflowValidationError(
+            f"catch_error: max_recoveries must be an int, got {max_recoveries!r}"
+        )
+    if max_recoveries < 1:
+        raise WorkflowValidationError(
+            f"catch_error: max_recoveries must be >= 1, got {max_recoveries}"
+        )
+    caller = sys._getframe(1)
+    localns = {**caller.f_back.f_locals, **caller.f_locals} if caller.f_back else caller.f_locals
+
+    def decorate(func: F) -> F:
+        spec = build_spec(func, localns=localns)
+        failed = [t for t in spec.accepts if t.__name__ == "StepFailedEvent"]
+        if not failed or len(spec.accepts) != 1:
+            raise WorkflowValidationError(
+                f"@catch_error step {spec.name!r} must accept StepFailedEvent "
+                f"(ev: StepFailedEvent), not {' | '.join(t.__name__ for t in spec.accepts)}"
+            )
+        spec = replace(
+            spec,
+            catches_errors=True,
+            for_steps=tuple(for_steps) if for_steps is not None else None,
+            max_recoveries=max_recoveries,
+        )
+        setattr(func, SPEC_ATTR, spec)
         return func
 
     return decorate(fn) if fn is not None else decorate

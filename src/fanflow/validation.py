@@ -1,13 +1,23 @@
 """Checks that a workflow's step graph can run from StartEvent to StopEvent.
 
 `find_problems` lists every problem (the CLI prints them all); `validate`
-raises `WorkflowConfigurationError` with all of them in one message.
+raises `WorkflowConfigurationError` with all of them in one message. Besides
+start, stop and dangling events, a step that no chain of events from the
+StartEvent (or from outside: human responses, failures for ``@catch_error``)
+can reach is a problem, such as a step that only feeds itself.
 """
 
 from __future__ import annotations
 
 from fanflow.errors import WorkflowConfigurationError
-from fanflow.events import HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
+from fanflow.events import (
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StepFailedEvent,
+    StopEvent,
+)
 from fanflow.graph import StepGraph
 
 __all__ = ["find_problems", "validate"]
@@ -15,7 +25,7 @@ __all__ = ["find_problems", "validate"]
 
 def find_problems(graph: StepGraph, workflow_name: str = "workflow") -> list[str]:
     """Return one sentence per problem in `graph`; empty when it is sound."""
-    return [*_start_and_stop(graph, workflow_name), *_dangling(graph)]
+    return [*_start_and_stop(graph, workflow_name), *_dangling(graph), *_unreachable(graph)]
 
 
 def validate(graph: StepGraph, workflow_name: str = "workflow", *, ends_only: bool = False) -> None:
@@ -68,12 +78,56 @@ def _dangling(graph: StepGraph) -> list[str]:
                 "annotation."
             )
     for event_type, steps in graph.consumers.items():
-        exempt = issubclass(event_type, (StartEvent, StopEvent, HumanResponseEvent))
+        exempt = issubclass(
+            event_type, (StartEvent, StopEvent, HumanResponseEvent, StepFailedEvent)
+        )
         if not exempt and event_type not in graph.producers:
             problems.append(
                 f"{event_type.__name__} is accepted by {_names(steps)} but no step produces it; "
                 f"add it to a step's return annotation (e.g. '-> {event_type.__name__}')."
             )
+    return problems
+
+
+# Event types that enter a run without a step emitting them.
+_ENTRY_TYPES = (StartEvent, HumanResponseEvent, StepFailedEvent)
+
+
+def reachable_steps(graph: StepGraph) -> set[str]:
+    """Return the steps some chain of events from the run's entry events can reach."""
+    arrived: set[type[Event]] = {t for t in graph.consumers if issubclass(t, _ENTRY_TYPES)}
+    reached: set[str] = set()
+    pending = list(arrived)
+    while pending:
+        for name in graph.consumers.get(pending.pop(), ()):
+            if name in reached:
+                continue
+            reached.add(name)
+            for produced in graph.steps[name].returns:
+                if produced not in arrived:
+                    arrived.add(produced)
+                    pending.append(produced)
+    return reached
+
+
+def _unreachable(graph: StepGraph) -> list[str]:
+    if not graph.start_types:
+        return []  # already reported: with no start, nothing is reachable
+    reached = reachable_steps(graph)
+    problems = []
+    for name, spec in graph.steps.items():
+        if name in reached:
+            continue
+        producers = sorted({p for t in spec.accepts for p in graph.producers.get(t, ())})
+        if not producers:
+            continue  # reported by _dangling: no step produces what it accepts
+        accepts = ", ".join(t.__name__ for t in spec.accepts)
+        verb = "emits" if len(producers) == 1 else "emit"
+        problems.append(
+            f"step {name!r} cannot be reached from StartEvent: it accepts {accepts}, which "
+            f"only {_names(tuple(producers))} {verb}, and no path from the start leads "
+            f"there; emit {accepts} from a reachable step or remove the step."
+        )
     return problems
 
 

@@ -51,11 +51,13 @@ class StepFrame:
         "successor",
         "timed_out",
         "undo",
+        "worker",
     )
 
-    def __init__(self, run: Any, step: str) -> None:
+    def __init__(self, run: Any, step: str, worker: int = 0) -> None:
         self.run = run
         self.step = step
+        self.worker = worker  # numbers the worker task within its run
         self.invocation = 0
         self.event: Event | None = None
         self.event_id = 0

@@ -13,10 +13,10 @@ never changes it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fanflow.events import Event
+from fanflow.events import Event, StepState, StepStateChanged
 
 __all__ = ["Hooks", "InvocationInfo", "Listener", "RunIdentity", "add_listener", "remove_listener"]
 
@@ -38,7 +38,8 @@ class InvocationInfo:
 
     `event_id` is the id of the event the invocation handles, `cause_id`
     the id of the event its emitter was handling (None for events from
-    outside and the start event). `attempt` counts from 1.
+    outside and the start event). `attempt` counts from 1; `worker`
+    numbers the worker task running it, within its run.
     """
 
     run_id: str
@@ -49,6 +50,7 @@ class InvocationInfo:
     event_id: int
     event_type: type[Event]
     cause_id: int | None
+    worker: int = 0
 
 
 class Listener:
@@ -108,6 +110,11 @@ class Hooks:
     def __bool__(self) -> bool:
         return bool(self.listeners)
 
+    def add(self, listener: Listener) -> None:
+        """Let `listener` hear the rest of this run."""
+        if listener not in self.listeners:
+            self.listeners = (*self.listeners, listener)
+
     def call(self, name: str, *args: object) -> None:
         """Call method `name` of every listener; log, never raise, what one raises."""
         for listener in self.listeners:
@@ -131,3 +138,30 @@ class VerboseListener(Listener):
 
 
 VERBOSE = VerboseListener()
+
+
+class InternalEvents(Listener):
+    """Put `StepStateChanged` events on a run's stream (``expose_internal=True``)."""
+
+    def __init__(self, put: Callable[[Event], None]) -> None:
+        self.put = put
+
+    def step_started(self, info: InvocationInfo) -> None:
+        self._changed(info, StepState.RUNNING, None)
+
+    def step_finished(self, info: InvocationInfo, output: Event | None, seconds: float) -> None:
+        self._changed(info, StepState.NOT_RUNNING, output)
+
+    def step_failed(self, info: InvocationInfo, error: BaseException, seconds: float) -> None:
+        self._changed(info, StepState.NOT_RUNNING, None)
+
+    def _changed(self, info: InvocationInfo, state: StepState, output: Event | None) -> None:
+        self.put(
+            StepStateChanged(
+                name=info.step,
+                step_state=state,
+                worker_id=str(info.worker),
+                input_event_name=info.event_type.__name__,
+                output_event_name=type(output).__name__ if output is not None else None,
+            )
+        )

@@ -72,7 +72,15 @@ class Owner(Protocol):
     def next_invocation(self) -> int: ...
     def record_emitted(self, event: Event, frame: StepFrame | None) -> int: ...
     def dispatch(self, event_id: int, event: Event, frame: StepFrame | None) -> None: ...
-    def fail(self, error: BaseException, status: str = "failed") -> None: ...
+    def fail(
+        self,
+        error: BaseException,
+        status: str = "failed",
+        *,
+        step: str | None = None,
+        attempts: int | None = None,
+    ) -> None: ...
+    def recover(self, frame: StepFrame, error: Exception, elapsed: float) -> bool: ...
     def check_stuck(self) -> None: ...
     def blocked(self, step: str, seconds: float) -> None: ...
     async def resources(self, lane: Lane) -> dict[str, Any]: ...
@@ -140,7 +148,11 @@ class Invoker:
                     return
                 delay = self._retry_delay(lane, frame, error, first_start)
                 if delay is None:
-                    owner.fail(error)
+                    if not owner.recover(frame, error, clock.now() - first_start):
+                        owner.fail(error, step=name, attempts=frame.retry.attempt)
+                        return
+                    frame.undo = None
+                    self._finished(lane, frame, None, seconds, None)
                     return
                 if isinstance(delay, BaseException):
                     owner.fail(delay)
@@ -167,6 +179,7 @@ class Invoker:
             frame.event_id,
             type(event),
             frame.cause_id,
+            frame.worker,
         )
 
     async def _call(self, lane: Lane, frame: StepFrame, event: Event) -> object:
@@ -293,7 +306,7 @@ class Invoker:
         owner.record(_FAILED, frame.step, frame.invocation, None, None, seconds, error)
         if info is not None:
             owner.hooks.call("step_failed", info, fatal, seconds)
-        owner.fail(error)
+        owner.fail(error, step=frame.step, attempts=frame.retry.attempt)
 
     def _finished(
         self,

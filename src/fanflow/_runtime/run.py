@@ -25,11 +25,12 @@ import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from fanflow._runtime.collect import CollectBuffers
 from fanflow._runtime.frame import Replay, StepFrame
-from fanflow._runtime.hooks import VERBOSE, Hooks, Listener, RunIdentity
+from fanflow._runtime.hooks import VERBOSE, Hooks, InternalEvents, Listener, RunIdentity
 from fanflow._runtime.inbox import Inbox
 from fanflow._runtime.invoke import Invoker, spec_resources
 from fanflow._runtime.journal import Durability, Journal
@@ -47,7 +48,17 @@ from fanflow.errors import (
     WorkflowStuckError,
     WorkflowTimeoutError,
 )
-from fanflow.events import Event, InputRequiredEvent, StopEvent
+from fanflow.events import (
+    Event,
+    InputRequiredEvent,
+    StepFailedEvent,
+    StopEvent,
+    UnhandledEvent,
+    WorkflowCancelledEvent,
+    WorkflowFailedEvent,
+    WorkflowIdleEvent,
+    WorkflowTimedOutEvent,
+)
 
 __all__ = ["CANCEL_GRACE", "Run"]
 
@@ -120,6 +131,10 @@ class Run:
         self.cancel_requested = False  # handler.cancel(): the handler ends cancelled
         self._event_ids = 0
         self._invocations = 0
+        self._workers = 0
+        self._recoveries: dict[str, int] = {}  # catch_error step -> times it was entered
+        self._failure: tuple[str, int | None] | None = None  # (step, attempts) that failed
+        self._internal: InternalEvents | None = None
         self._blocked: tuple[str, float] | None = None
         self._lease: Lease | None = None
         self._timer: Timer | None = None
@@ -134,7 +149,8 @@ class Run:
     # ------------------------------------------------------------ parts' callbacks
 
     def _new_frame(self, step: str) -> StepFrame:
-        return StepFrame(self, step)
+        self._workers += 1
+        return StepFrame(self, step, self._workers)
 
     def next_invocation(self) -> int:
         """Number a new invocation."""
@@ -284,6 +300,8 @@ class Run:
             inbox.open_request(event_id)
         elif frame is None:
             inbox.park(event_id, event)  # an answer may arrive before its wait_for_event
+            if self._internal is not None:
+                self.stream.put(_unhandled(event, target, self.scheduler.busy == 0))
             self.check_stuck()
         else:
             self.fail(self._unroutable(event, frame))
@@ -357,10 +375,44 @@ class Run:
         self.stream.put(stop)
         self._end("ok", None, event_id, stop.result if type(stop) is StopEvent else stop)
 
-    def fail(self, error: BaseException, status: str = "failed") -> None:
-        """End the run with `error`, which reaches ``await handler`` unchanged."""
+    def fail(
+        self,
+        error: BaseException,
+        status: str = "failed",
+        *,
+        step: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        """End the run with `error`, which reaches ``await handler`` unchanged.
+
+        `step` and `attempts` say which step's failure it was, for the
+        stream's closing `WorkflowFailedEvent`.
+        """
         if self.outcome is None:
+            if step is not None:
+                self._failure = (step, attempts)
             self._end(status, error)
+
+    def recover(self, frame: StepFrame, error: Exception, elapsed: float) -> bool:
+        """Route a step's last error to its ``@catch_error`` step; False if none takes it."""
+        handler = self.table.catcher(frame.step)
+        if handler is None:
+            return False
+        spec = handler.spec
+        entered = self._recoveries.get(spec.name, 0)
+        if entered >= spec.max_recoveries:
+            return False
+        self._recoveries[spec.name] = entered + 1
+        failed = StepFailedEvent(
+            step_name=frame.step,
+            input_event=frame.event or StopEvent(),
+            exception=error,
+            attempts=frame.retry.attempt,
+            elapsed_seconds=elapsed,
+            failed_at=datetime.fromtimestamp(self.now(), timezone.utc),
+        )
+        self.emit(failed, frame, spec.name)
+        return True
 
     def cancel(self, *, handler_too: bool = False) -> None:
         """End the run at the caller's request; with `handler_too` the handler ends cancelled."""
@@ -404,7 +456,9 @@ class Run:
             # A lease the store could not release lapses after its ttl.
             with contextlib.suppress(Exception):
                 self._lease.release()
-        self.stream.close(error if finished else None)
+        if finished and error is not None:
+            self.stream.put(self._final_event(status, error))
+        self.stream.close()
         if self.hooks:
             self.context.run(self.hooks.call, "run_finished", self.identity, status, error)
         self._settlement = (error, result)
@@ -415,6 +469,23 @@ class Run:
             self._grace = self.loop.call_later(CANCEL_GRACE, self._overdue)
         else:
             self._settle()
+
+    def _final_event(self, status: str, error: BaseException) -> StopEvent:
+        """Return the event that ends the stream of a run that did not succeed."""
+        if status == "timeout":
+            active = sorted({lane.name for lane in self.scheduler.lanes.values() if lane.workers})
+            return WorkflowTimedOutEvent(timeout=self.timeout or 0.0, active_steps=active)
+        if status == "cancelled":
+            return WorkflowCancelledEvent()
+        step, attempts = self._failure or ("", None)
+        exception = error if isinstance(error, Exception) else WorkflowRuntimeError(str(error))
+        return WorkflowFailedEvent(step_name=step, exception=exception, attempts=attempts)
+
+    def expose_internal(self) -> None:
+        """Stream the engine's own events too (`StepStateChanged`, ...) from now on."""
+        if self._internal is None:
+            self._internal = InternalEvents(self.stream.put)
+            self.hooks.add(self._internal)
 
     def _overdue(self) -> None:
         steps = self.scheduler.cancel_again()
@@ -481,8 +552,11 @@ class Run:
 
     def check_stuck(self) -> None:
         """Fail the run at once if nothing can make progress any more."""
-        if self.outcome is None and self.scheduler.busy == 0 and not self.inbox.requests:
-            self.fail(WorkflowStuckError(f"run {self.run_id} is stuck: {self.activity()}"))
+        if self.outcome is None and self.scheduler.busy == 0:
+            if not self.inbox.requests:
+                self.fail(WorkflowStuckError(f"run {self.run_id} is stuck: {self.activity()}"))
+            elif self._internal is not None:
+                self.stream.put(WorkflowIdleEvent())
 
     def activity(self) -> str:
         """Describe what the run is doing or waiting for, for error messages."""
@@ -498,6 +572,16 @@ class Run:
             )
             parts.append(f"no StopEvent was produced; the last step to finish, {step!r}, {what}")
         return "; ".join(parts) or "no step is running"
+
+
+def _unhandled(event: Event, target: str | None, idle: bool) -> UnhandledEvent:
+    kind = type(event)
+    return UnhandledEvent(
+        event_type=kind.__name__,
+        qualified_name=f"{kind.__module__}:{kind.__qualname__}",
+        step_name=target,
+        idle=idle,
+    )
 
 
 def _cancel_future(future: asyncio.Future[Any]) -> None:

@@ -103,7 +103,9 @@ class StateStore(Generic[StateT]):
         if not isinstance(state, self.state_type):
             if not (isinstance(state, BaseModel) and issubclass(self.state_type, type(state))):
                 raise StateError(
-                    f"set_state() needs a {self.state_type.__name__}, got {type(state).__name__}"
+                    f"set_state() needs a {self.state_type.__name__}, got "
+                    f"{type(state).__name__}: the state must be of type "
+                    f"{self.state_type.__name__} or a parent class of it"
                 )
             merged = self._state.model_copy(deep=True)
             for name in type(state).model_fields:

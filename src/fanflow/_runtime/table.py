@@ -15,7 +15,7 @@ from fanflow.step import StepSpec
 
 __all__ = ["StepBinding", "StepTable"]
 
-StepCall = Callable[[Any, Event], Awaitable[Any]]
+StepCall = Callable[..., Awaitable[Any]]  # call(ctx, event, **resources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,20 +32,24 @@ class StepBinding:
 
 
 def bind(spec: StepSpec, owner: object) -> StepBinding:
-    """Bind `spec` to `owner` (the workflow instance) in the (ctx, event) call shape."""
+    """Bind `spec` to `owner` (the workflow instance) in the ``(ctx, event, **resources)`` shape.
+
+    The resources (see `fanflow.resource.resolve_resources`) are passed by
+    parameter name; a step without resources is called with none.
+    """
     fn: Callable[..., Awaitable[Any]] = spec.fn.__get__(owner) if spec.is_method else spec.fn
     call: StepCall
     if spec.ctx_position == 0:
         call = fn
     elif spec.ctx_position == 1:
 
-        def call(ctx: Any, event: Event) -> Awaitable[Any]:
-            return fn(event, ctx)
+        def call(ctx: Any, event: Event, **resources: Any) -> Awaitable[Any]:
+            return fn(event, ctx, **resources)
 
     else:
 
-        def call(ctx: Any, event: Event) -> Awaitable[Any]:
-            return fn(event)
+        def call(ctx: Any, event: Event, **resources: Any) -> Awaitable[Any]:
+            return fn(event, **resources)
 
     return StepBinding(spec, call)
 
@@ -63,3 +67,21 @@ class StepTable:
             t: tuple(bs) for t, bs in routes.items()
         }
         self.graph: StepGraph = build_graph(b.spec for b in self.by_name.values())
+        catchers = [b for b in self.by_name.values() if b.spec.catches_errors]
+        self._catch_for: dict[str, StepBinding] = {}
+        self._catch_any: StepBinding | None = None
+        for binding in catchers:
+            if binding.spec.for_steps is None:
+                self._catch_any = self._catch_any or binding
+            for name in binding.spec.for_steps or ():
+                self._catch_for.setdefault(name, binding)
+
+    def catcher(self, step: str) -> StepBinding | None:
+        """Return the ``@catch_error`` step for a failure of `step`, if any.
+
+        A handler scoped to `step` wins over one for every step; a handler's
+        own failure is never caught.
+        """
+        if self.by_name[step].spec.catches_errors:
+            return None
+        return self._catch_for.get(step) or self._catch_any
