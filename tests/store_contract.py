@@ -7,15 +7,16 @@ tampers with it the way a crash, a bug or a newer fanflow would.
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
+import enum
 import sys
-import time
+import uuid
 from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Any, Protocol
 
 import pytest
+from pydantic import BaseModel
 
 from fanflow import Event, Record, RecordKind, StartEvent, StopEvent
 from fanflow.errors import LeaseError, SchemaVersionError, SerializationError, StoreError
@@ -23,7 +24,6 @@ from fanflow.serialize import SCHEMA_VERSION, RecordedError
 from fanflow.stores import Store
 
 K = RecordKind
-HOST = os.uname().nodename  # as in the engine's lease holder names
 T0 = 1_700_000_000.0  # wall-clock seconds, like a durable run's record times
 
 
@@ -35,20 +35,55 @@ class Answer(Event):
     text: str = ""
 
 
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+def typed_values() -> dict[str, Any]:
+    """Return one value of each type that must come back from a store with its type."""
+    return {
+        "datetime": datetime(2024, 6, 11, 9, 30, 5, 123456, tzinfo=timezone.utc),
+        "naive": datetime(2024, 6, 11, 9, 30),
+        "date": date(2024, 6, 11),
+        "decimal": Decimal("1.10"),
+        "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "bytes": b"\x00\xffraw",
+        "set": {1, 2, 3},
+        "tuple": (1, "a", (2, 3)),
+        "enum": Color.BLUE,
+        "model": Point(x=1, y=2),
+        "int_keys": {1: "one", 2: [Point(x=3, y=4)]},
+        "nested": [{"when": date(2020, 1, 1), "tags": frozenset({"a"})}],
+        "dollar": {"$t": "not a tag"},
+    }
+
+
 class Backend(Protocol):
     """Opens stores on one location and, if durable, edits it behind their back."""
 
     durable: bool  # records survive close/reopen; the tampering methods work
-    checks_dead_holders: bool  # a lease of a dead process on this host lapses at once
+    checks_dead_holders: bool  # a lease whose holder's process is gone lapses at once
 
     def open(self) -> Store:
         """Return a new store on the backend's location."""
 
-    def set_schema_version(self, version: int) -> None:
+    def set_schema_version(self, version: int | str) -> None:
         """Record `version` as the location's schema version."""
 
     def corrupt(self, run_id: str, seq: int, column: str, text: str | None) -> None:
         """Overwrite one column of one stored record with raw `text`."""
+
+    def delete(self, run_id: str, seq: int) -> None:
+        """Delete one stored record."""
+
+    def expire(self, store: Store, run_id: str) -> None:
+        """Make the lease on `run_id` expire now, as if its ttl had run out."""
 
 
 def sample(kind: RecordKind, run_id: str, seq: int, at: float | None = None) -> Record:
@@ -69,6 +104,14 @@ def sample(kind: RecordKind, run_id: str, seq: int, at: float | None = None) -> 
         return base._replace(step="work", invocation=2, data=0.5, error=ValueError("boom"))
     if kind is K.WAIT_STARTED:
         return base._replace(step="ask", invocation=3, data=(f"{__name__}:Answer", {"id": 3}))
+    if kind is K.WAIT_RESOLVED:
+        return base._replace(step="ask", invocation=3, event_id=4)
+    if kind is K.COLLECT_ADDED:
+        return base._replace(step="work", invocation=2, event_id=4, data="buffer")
+    if kind is K.COLLECTED:
+        return base._replace(step="work", invocation=2, data=("buffer", [3, 4]))
+    if kind is K.STREAMED:
+        return base._replace(step="work", invocation=2, event=Answer(text="out"))
     if kind is K.STATE_CHANGED:
         value = {"counts": {"a": 1}, "seen": [1, 2.5, None, "é"], "ok": True}
         return base._replace(step="work", invocation=2, data=("memo", value))
@@ -78,14 +121,19 @@ def sample(kind: RecordKind, run_id: str, seq: int, at: float | None = None) -> 
     return base._replace(step="work", invocation=2)
 
 
+def history(run_id: str, *kinds: RecordKind) -> list[Record]:
+    """Return a run's records: RUN_STARTED at seq 1, then a sample of each of `kinds`."""
+    return [sample(kind, run_id, seq) for seq, kind in enumerate((K.RUN_STARTED, *kinds), 1)]
+
+
 def run(run_id: str, status: str | None, started: float, workflow: Any = "Flow") -> list[Record]:
     """Return the records of a small run that started at `started` and ended with `status`."""
     records = [
-        Record(run_id, 0, K.RUN_STARTED, started, event=StartEvent(), data=workflow),
-        Record(run_id, 1, K.EVENT_EMITTED, started + 0.5, event_id=1, event=Job(n=1)),
+        Record(run_id, 1, K.RUN_STARTED, started, event=StartEvent(), data=workflow),
+        Record(run_id, 2, K.EVENT_EMITTED, started + 0.5, event_id=1, event=Job(n=1)),
     ]
     if status is not None:
-        records.append(Record(run_id, 2, K.RUN_FINISHED, started + 2.0, data=status))
+        records.append(Record(run_id, 3, K.RUN_FINISHED, started + 2.0, data=status))
     return records
 
 
@@ -104,11 +152,16 @@ def assert_same(loaded: list[Record], written: list[Record]) -> None:
             assert str(got.error) == str(want.error)
 
 
-def dead_pid() -> int:
-    """Return the pid of a process that has exited and been reaped."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
+def assert_same_types(got: Any, want: Any) -> None:
+    """Assert that `got` equals `want` with the same type at every level."""
+    assert type(got) is type(want), (got, want)
+    assert got == want
+    if isinstance(want, dict):
+        for key in want:
+            assert_same_types(got[key], want[key])
+    elif isinstance(want, (list, tuple)):
+        for a, b in zip(got, want, strict=True):
+            assert_same_types(a, b)
 
 
 class StoreContract:
@@ -130,45 +183,66 @@ class StoreContract:
 
     def test_every_kind_round_trips(self, store: Store) -> None:
         """A record of each kind comes back equal, in seq order."""
-        written = [sample(kind, "r1", seq) for seq, kind in enumerate(RecordKind)]
+        written = [sample(kind, "r1", seq) for seq, kind in enumerate(RecordKind, 1)]
         store.write(written)
         assert_same(store.records("r1"), written)
 
     def test_event_extra_fields_come_back(self, store: Store) -> None:
         """An event's undeclared fields are kept with its declared ones."""
-        store.write([sample(K.EVENT_EMITTED, "r1", 0)])
-        event = store.records("r1")[0].event
+        store.write(history("r1", K.EVENT_EMITTED))
+        event = store.records("r1")[1].event
         assert isinstance(event, Job)
-        assert (event.n, event["note"], event["tags"]) == (0, "an extra field", ["a", "b"])
+        assert (event.n, event["note"], event["tags"]) == (2, "an extra field", ["a", "b"])
 
     def test_stop_event_result_comes_back(self, store: Store) -> None:
         """The StopEvent of RUN_FINISHED comes back with its result."""
-        store.write([sample(K.RUN_FINISHED, "r1", 0)])
-        event = store.records("r1")[0].event
+        store.write(history("r1", K.RUN_FINISHED))
+        event = store.records("r1")[1].event
         assert isinstance(event, StopEvent)
         assert event.result == {"total": 6, "items": [1, 2, 3]}
 
     def test_state_change_comes_back_as_path_and_value(self, store: Store) -> None:
         """STATE_CHANGED data comes back as a (path, value) tuple, whole-state changes too."""
-        whole = Record("r1", 1, K.STATE_CHANGED, T0, data=(None, {"n": 1}))
-        store.write([sample(K.STATE_CHANGED, "r1", 0), whole])
-        changes = [r.data for r in store.records("r1")]
-        assert changes == [("memo", sample(K.STATE_CHANGED, "r1", 0).data[1]), (None, {"n": 1})]
+        records = history("r1", K.STATE_CHANGED)
+        records.append(Record("r1", 3, K.STATE_CHANGED, T0, data=(None, {"n": 1})))
+        store.write(records)
+        changes = [r.data for r in store.records("r1")[1:]]
+        assert changes == [("memo", records[1].data[1]), (None, {"n": 1})]
+
+    def test_typed_values_come_back_with_their_types(self, store: Store) -> None:
+        """datetime, Decimal, UUID, bytes, set, tuple, enums, models, int keys keep their types."""
+        values = typed_values()
+        records = history("r1")
+        records.append(
+            Record("r1", 2, K.STATE_CHANGED, T0, step="s", invocation=1, data=("v", values))
+        )
+        records.append(Record("r1", 3, K.EVENT_EMITTED, T0, event_id=1, event=Job(n=1, **values)))
+        records.append(
+            Record(
+                "r1", 4, K.RUN_FINISHED, T0, event_id=1, event=StopEvent(result=values), data="ok"
+            )
+        )
+        store.write(records)
+        state, emitted, finished = store.records("r1")[1:]
+        assert_same_types(state.data[1], values)
+        assert emitted.event is not None and finished.event is not None
+        assert_same_types({k: emitted.event[k] for k in values}, values)
+        assert_same_types(finished.event.result, values)
 
     def test_error_comes_back_with_its_type_and_message(self, store: Store) -> None:
         """A step's error comes back naming its type, with its message."""
-        store.write([sample(K.STEP_FAILED, "r1", 0)])
-        error = store.records("r1")[0].error
+        store.write(history("r1", K.STEP_FAILED))
+        error = store.records("r1")[1].error
         assert "boom" in str(error) and "ValueError" in repr(error)
 
     def test_batches_of_two_runs_keep_each_runs_order(self, store: Store) -> None:
         """Interleaved batches of two runs come back per run, in seq order."""
-        a = [sample(K.EVENT_EMITTED, "a", seq) for seq in range(6)]
-        b = [sample(K.EVENT_EMITTED, "b", seq) for seq in range(4)]
+        a = history("a", *[K.EVENT_EMITTED] * 5)
+        b = history("b", *[K.EVENT_EMITTED] * 3)
         for batch in (a[:2], b[:3], a[2:5], b[3:], a[5:]):
             store.write(batch)
-        assert [r.seq for r in store.records("a")] == list(range(6))
-        assert [r.seq for r in store.records("b")] == list(range(4))
+        assert [r.seq for r in store.records("a")] == list(range(1, 7))
+        assert [r.seq for r in store.records("b")] == list(range(1, 5))
 
     def test_unknown_run_is_a_key_error_naming_it(self, store: Store) -> None:
         """Asking for a run with no records raises KeyError naming the run."""
@@ -226,72 +300,66 @@ class StoreContract:
 
     # ------------------------------------------------------------ leases
 
-    def test_second_holder_gets_a_lease_error_naming_the_first(self, store: Store) -> None:
-        """A run leased to one holder cannot be taken by another; the error names both."""
-        store.acquire_lease("r1", "hostA:1:first", 60)
-        with pytest.raises(LeaseError, match=r"run r1 is held by hostA:1:first for \d+\.\d s"):
-            store.acquire_lease("r1", "hostB:2:second", 60)
+    def test_second_holder_gets_a_lease_error(self, store: Store) -> None:
+        """A run leased to one holder cannot be taken by another; the error says for how long."""
+        store.acquire_lease("r1", "aaaa1111", 60)
+        with pytest.raises(LeaseError, match=r"run r1 is held by .* for \d+\.\d s"):
+            store.acquire_lease("r1", "bbbb2222", 60)
 
     def test_holder_renews_its_own_lease(self, store: Store) -> None:
         """Acquiring a lease one holds already renews it."""
-        store.acquire_lease("r1", "hostA:1:first", 60)
-        store.acquire_lease("r1", "hostA:1:first", 60)
+        store.acquire_lease("r1", "aaaa1111", 60)
+        store.acquire_lease("r1", "aaaa1111", 60)
 
     def test_released_lease_can_be_taken(self, store: Store) -> None:
         """After release_lease another holder may take the run."""
-        store.acquire_lease("r1", "hostA:1:first", 60)
-        store.release_lease("r1", "hostA:1:first")
-        store.acquire_lease("r1", "hostB:2:second", 60)
+        store.acquire_lease("r1", "aaaa1111", 60)
+        store.release_lease("r1", "aaaa1111")
+        store.acquire_lease("r1", "bbbb2222", 60)
 
     def test_release_by_another_holder_does_nothing(self, store: Store) -> None:
         """release_lease by a holder that does not hold the run leaves the lease in place."""
-        store.acquire_lease("r1", "hostA:1:first", 60)
-        store.release_lease("r1", "hostB:2:second")
-        store.release_lease("r2", "hostB:2:second")
+        store.acquire_lease("r1", "aaaa1111", 60)
+        store.release_lease("r1", "bbbb2222")
+        store.release_lease("r2", "bbbb2222")
         with pytest.raises(LeaseError):
-            store.acquire_lease("r1", "hostB:2:second", 60)
+            store.acquire_lease("r1", "bbbb2222", 60)
 
     def test_leases_are_per_run(self, store: Store) -> None:
         """Holding one run does not keep anyone from another."""
-        store.acquire_lease("r1", "hostA:1:first", 60)
-        store.acquire_lease("r2", "hostB:2:second", 60)
+        store.acquire_lease("r1", "aaaa1111", 60)
+        store.acquire_lease("r2", "bbbb2222", 60)
 
-    def test_lease_expires_after_its_ttl(self, store: Store) -> None:
+    def test_lease_expires_after_its_ttl(self, backend: Backend, store: Store) -> None:
         """A lease nobody renews lapses after its ttl."""
-        store.acquire_lease("r1", "hostA:1:first", 0.01)
-        time.sleep(0.03)
-        store.acquire_lease("r1", "hostB:2:second", 60)
+        store.acquire_lease("r1", "aaaa1111", 60)
+        backend.expire(store, "r1")
+        store.acquire_lease("r1", "bbbb2222", 60)
 
-    def test_lease_of_a_dead_process_on_this_host_is_taken_over(
-        self, backend: Backend, store: Store
-    ) -> None:
-        """A lease whose holder's process on this host has exited lapses before its ttl."""
-        if not backend.checks_dead_holders:
-            pytest.skip("this store's leases lapse by ttl only")
-        store.acquire_lease("r1", f"{HOST}:{dead_pid()}:gone", 60)
-        store.acquire_lease("r1", "hostB:2:second", 60)
+    # ------------------------------------------------------------ leases of durable stores
 
-    def test_lease_of_a_live_process_on_this_host_holds(self, store: Store) -> None:
-        """A lease held by a running process on this host (this one) keeps others out."""
-        store.acquire_lease("r1", f"{HOST}:{os.getpid()}:me", 60)
-        with pytest.raises(LeaseError):
-            store.acquire_lease("r1", "hostB:2:second", 60)
-
-    # ------------------------------------------------------------ durability
+    def test_lease_of_a_holder_that_is_gone_is_taken_over_at_once(self, durable: Backend) -> None:
+        """A holder whose liveness lock is gone (its store closed, as in death) is passed over."""
+        first, second = durable.open(), durable.open()
+        try:
+            first.acquire_lease("r1", "aaaa1111", 60)
+            with pytest.raises(LeaseError):
+                second.acquire_lease("r1", "bbbb2222", 60)
+            first.close()
+            second.acquire_lease("r1", "bbbb2222", 60)
+        finally:
+            second.close()
 
     def test_records_persist_after_close_and_reopen(self, durable: Backend) -> None:
         """Records, the run listing and leases written before close are there after reopening."""
-        written = [sample(kind, "r1", seq) for seq, kind in enumerate(RecordKind)]
+        written = [sample(kind, "r1", seq) for seq, kind in enumerate(RecordKind, 1)]
         first = durable.open()
         first.write(written)
-        first.acquire_lease("r1", "hostA:1:first", 60)
         first.close()
         second = durable.open()
         try:
             assert_same(second.records("r1"), written)
             assert [(i.run_id, i.status) for i in second.list_runs()] == [("r1", "ok")]
-            with pytest.raises(LeaseError, match="hostA:1:first"):
-                second.acquire_lease("r1", "hostB:2:second", 60)
         finally:
             second.close()
 
@@ -299,20 +367,87 @@ class StoreContract:
         """A lease taken through one store (process) keeps out a holder using another."""
         first, second = durable.open(), durable.open()
         try:
-            first.acquire_lease("r1", "hostA:1:first", 60)
-            with pytest.raises(LeaseError, match="hostA:1:first"):
-                second.acquire_lease("r1", "hostB:2:second", 60)
+            first.acquire_lease("r1", "aaaa1111", 60)
+            with pytest.raises(LeaseError, match=r"held by \S+:\d+ \(lease aaaa1111\)"):
+                second.acquire_lease("r1", "bbbb2222", 60)
         finally:
             first.close()
             second.close()
 
+    def test_a_holder_that_lost_its_lease_cannot_write(self, durable: Backend) -> None:
+        """After a takeover the old holder's writes and renewals raise LeaseError; nothing lands."""
+        old, new = durable.open(), durable.open()
+        try:
+            old.acquire_lease("r1", "aaaa1111", 60)
+            old.write(history("r1"))
+            durable.expire(old, "r1")  # as if stopped past its ttl
+            new.acquire_lease("r1", "bbbb2222", 60)
+            with pytest.raises(LeaseError, match="r1: this process no longer holds"):
+                old.write([sample(K.EVENT_EMITTED, "r1", 2)])
+            with pytest.raises(LeaseError, match="taken over by"):
+                old.acquire_lease("r1", "aaaa1111", 60)
+            new.write([sample(K.EVENT_EMITTED, "r1", 2)])
+            assert [r.seq for r in new.records("r1")] == [1, 2]
+        finally:
+            old.close()
+            new.close()
+
+    def test_takeover_raises_the_epoch(self, durable: Backend) -> None:
+        """Each new holder of a run gets a higher epoch (fencing token); renewals keep it."""
+        store = durable.open()
+        try:
+            store.acquire_lease("r1", "aaaa1111", 60)
+            first = store.lease_epoch("r1")  # type: ignore[attr-defined]
+            store.acquire_lease("r1", "aaaa1111", 60)
+            assert store.lease_epoch("r1") == first  # type: ignore[attr-defined]
+            store.release_lease("r1", "aaaa1111")
+            store.acquire_lease("r1", "bbbb2222", 60)
+            assert store.lease_epoch("r1") == first + 1  # type: ignore[attr-defined]
+        finally:
+            store.close()
+
+    def test_no_writes_after_release_or_under_anothers_lease(self, durable: Backend) -> None:
+        """A store writes a run only under its own lease, or when nobody holds one."""
+        mine, other = durable.open(), durable.open()
+        try:
+            other.acquire_lease("r1", "bbbb2222", 60)
+            with pytest.raises(LeaseError, match="has not taken its lease"):
+                mine.write(history("r1"))
+            other.write(history("r1"))
+            other.release_lease("r1", "bbbb2222")
+            with pytest.raises(LeaseError, match="released"):
+                other.write([sample(K.EVENT_EMITTED, "r1", 2)])
+            mine.write([sample(K.EVENT_EMITTED, "r1", 2)])  # nobody holds it now
+        finally:
+            mine.close()
+            other.close()
+
+    def test_a_record_already_stored_is_a_lease_error(self, durable: Backend) -> None:
+        """A second writer of the same seq (lost race) gets LeaseError, not a constraint error."""
+        first, second = durable.open(), durable.open()
+        try:
+            first.write(history("r1", K.EVENT_EMITTED))
+            with pytest.raises(LeaseError, match="record 2 is already stored"):
+                second.write([sample(K.EVENT_EMITTED, "r1", 2)])
+        finally:
+            first.close()
+            second.close()
+
+    def test_a_batch_that_leaves_a_gap_is_refused(self, durable: Backend, store: Store) -> None:
+        """Records must follow the last one stored; a gap raises StoreError naming the seqs."""
+        store.write(history("r1"))
+        with pytest.raises(StoreError, match=r"records 2\.\.3 are missing"):
+            store.write([sample(K.EVENT_EMITTED, "r1", 4)])
+
     def test_failed_batch_keeps_none_of_its_records(self, durable: Backend, store: Store) -> None:
         """A batch that cannot be committed raises StoreError and leaves nothing behind."""
-        store.write([sample(K.RUN_STARTED, "r1", 0)])
-        clash = [sample(K.EVENT_EMITTED, "r1", 1), sample(K.EVENT_EMITTED, "r1", 0)]
+        store.write(history("r1"))
+        clash = [sample(K.EVENT_EMITTED, "r1", 2), sample(K.EVENT_EMITTED, "r1", 1)]
         with pytest.raises(StoreError, match="r1"):
             store.write(clash)
-        assert [r.seq for r in store.records("r1")] == [0]
+        assert [r.seq for r in store.records("r1")] == [1]
+
+    # ------------------------------------------------------------ untrusted databases
 
     def test_newer_schema_is_refused_naming_both_versions(self, durable: Backend) -> None:
         """A location written by a newer fanflow raises SchemaVersionError with both versions."""
@@ -322,18 +457,61 @@ class StoreContract:
         with pytest.raises(SchemaVersionError, match=pattern):
             durable.open()
 
-    def test_malformed_row_names_the_run_and_record(self, durable: Backend, store: Store) -> None:
-        """A record whose JSON is broken raises SerializationError naming run and record."""
-        store.write([sample(K.RUN_STARTED, "r1", 0), sample(K.STATE_CHANGED, "r1", 1)])
-        durable.corrupt("r1", 1, "data", '{"path": "memo"')
-        with pytest.raises(SerializationError, match=re.escape("run r1 record 1")):
+    def test_non_numeric_schema_is_refused_like_a_newer_one(self, durable: Backend) -> None:
+        """A schema version that is not a number raises the same SchemaVersionError."""
+        durable.open().close()
+        durable.set_schema_version("2b")
+        with pytest.raises(SchemaVersionError, match=r"schema version '2b'.*upgrade fanflow"):
+            durable.open()
+
+    @pytest.mark.parametrize(
+        ("column", "text", "problem"),
+        [
+            ("data", '{"path": "memo"', "malformed record"),
+            ("data", "[" * 200_000 + "]" * 200_000, "malformed record"),
+            ("data", '{"path": "m", "value": ' + '{"a": ' * 5000 + "1" + "}" * 5001, "malformed"),
+            ("data", None, "malformed record"),
+            ("data", '{"path": "m", "value": {"$t": "pickle", "v": "x"}}', "unknown value tag"),
+            ("kind", "no_such_kind", "malformed record"),
+            ("data", '{"path": "m", "value": ' + "[" * 500 + "]" * 500 + "}", "too deeply"),
+            ("kind", "step_started", "step_started without"),
+            ("error", '{"type": 1}', "malformed record"),
+        ],
+    )
+    def test_malformed_row_names_the_run_and_record(
+        self, durable: Backend, store: Store, column: str, text: str | None, problem: str
+    ) -> None:
+        """A broken row raises SerializationError naming run and record, never RecursionError."""
+        store.write(history("r1", K.STATE_CHANGED))
+        durable.corrupt("r1", 2, column, text)
+        with pytest.raises(SerializationError, match=rf"run r1 record 2.*{problem}"):
             store.records("r1")
 
     def test_unknown_event_type_names_the_run_and_record(
         self, durable: Backend, store: Store
     ) -> None:
         """A record of an event type nobody defined raises SerializationError saying so."""
-        store.write([sample(K.EVENT_EMITTED, "r1", 0)])
-        durable.corrupt("r1", 0, "event", '{"type": "gone.module:Vanished", "data": {}}')
-        with pytest.raises(SerializationError, match=r"run r1 record 0.*gone.module:Vanished"):
+        store.write(history("r1", K.EVENT_EMITTED))
+        durable.corrupt("r1", 2, "event", '{"type": "gone.module:Vanished", "data": {}}')
+        with pytest.raises(SerializationError, match=r"run r1 record 2.*gone.module:Vanished"):
+            store.records("r1")
+
+    def test_a_class_named_by_a_row_is_never_imported(self, durable: Backend, store: Store) -> None:
+        """A model class whose module is not imported is refused, not imported."""
+        store.write(history("r1", K.STATE_CHANGED))
+        value = '{"$t": "model", "cls": "json.tool:main", "v": {}}'
+        durable.corrupt("r1", 2, "data", f'{{"path": "m", "value": {value}}}')
+        assert "json.tool" not in sys.modules
+        with pytest.raises(SerializationError, match=r"run r1 record 2.*json\.tool:main is not"):
+            store.records("r1")
+        assert "json.tool" not in sys.modules
+
+    @pytest.mark.parametrize("seq", [1, 2])
+    def test_a_gap_or_a_cut_history_names_the_run_and_seq(
+        self, durable: Backend, store: Store, seq: int
+    ) -> None:
+        """A missing record (the first one, or one in the middle) raises StoreError naming it."""
+        store.write(history("r1", K.EVENT_EMITTED, K.EVENT_EMITTED))
+        durable.delete("r1", seq)
+        with pytest.raises(StoreError, match=rf"run r1: record {seq} is missing"):
             store.records("r1")

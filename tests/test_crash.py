@@ -447,7 +447,7 @@ async def test_one_process_at_a_time_and_a_killed_holder_is_taken_over(
     assert second.read() == {"waiting": True}  # it took the dead process's lease over
     store = backend.open()
     try:
-        holder = rf"{re.escape(socket.gethostname())}:{second.proc.pid}:\w+"
+        holder = rf"{re.escape(socket.gethostname())}:{second.proc.pid} \(lease [0-9a-f]{{8}}\)"
         with pytest.raises(LeaseError, match=rf"run {run_id} is held by {holder} for"):
             AskFlow(store=store).resume(run_id)
         second.kill()

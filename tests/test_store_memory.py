@@ -17,6 +17,11 @@ class MemoryBackend:
     def open(self) -> Store:
         return MemoryStore(max_runs=None)
 
+    def expire(self, store: Store, run_id: str) -> None:
+        assert isinstance(store, MemoryStore)
+        holder, _ = store._leases[run_id]
+        store._leases[run_id] = (holder, 0.0)
+
 
 class TestMemoryStore(StoreContract):
     """The contract, against MemoryStore."""

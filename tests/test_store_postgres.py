@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from store_contract import K, StoreContract, sample
 
-from fanflow.errors import SchemaVersionError, StoreError
+from fanflow.errors import LeaseError, SchemaVersionError, StoreError
 from fanflow.serialize import SCHEMA_VERSION
 from fanflow.stores import PostgresStore, Store
 from fanflow.stores import postgres as postgres_module
@@ -78,12 +78,18 @@ class PostgresBackend:
     def open(self) -> Store:
         return PostgresStore(DSN, table_prefix=self.prefix)
 
-    def set_schema_version(self, version: int) -> None:
+    def set_schema_version(self, version: int | str) -> None:
         sql(f"UPDATE {self.prefix}_meta SET value = $1 WHERE key = 'schema_version'", str(version))
 
     def corrupt(self, run_id: str, seq: int, column: str, text: str | None) -> None:
         statement = f"UPDATE {self.prefix}_records SET {column} = $1 WHERE run_id = $2 AND seq = $3"
         sql(statement, text, run_id, seq)
+
+    def delete(self, run_id: str, seq: int) -> None:
+        sql(f"DELETE FROM {self.prefix}_records WHERE run_id = $1 AND seq = $2", run_id, seq)
+
+    def expire(self, store: Store, run_id: str) -> None:
+        sql(f"UPDATE {self.prefix}_leases SET expires_at = 0 WHERE run_id = $1", run_id)
 
 
 class TestPostgresStore(StoreContract):
@@ -132,13 +138,13 @@ def test_last_migration_is_the_current_schema_version() -> None:
 
 
 def test_older_schema_is_migrated(prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tables at version 1 run the later steps on open and record the new version."""
+    """Tables at the current version run the later steps on open and record the new one."""
     PostgresStore(DSN, table_prefix=prefix).close()
-    step = (2, ("ALTER TABLE {p}_runs ADD COLUMN note TEXT",))
+    step = (SCHEMA_VERSION + 1, ("ALTER TABLE {p}_runs ADD COLUMN note TEXT",))
     monkeypatch.setattr(postgres_module, "MIGRATIONS", (*postgres_module.MIGRATIONS, step))
-    monkeypatch.setattr(postgres_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(postgres_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     PostgresStore(DSN, table_prefix=prefix).close()
-    assert sql(f"SELECT value FROM {prefix}_meta")[0][0] == "2"
+    assert sql(f"SELECT value FROM {prefix}_meta")[0][0] == str(SCHEMA_VERSION + 1)
     assert sql(f"SELECT note FROM {prefix}_runs") == []
 
 
@@ -154,9 +160,9 @@ def test_newer_schema_error_names_the_tables(prefix: str) -> None:
 async def test_write_from_a_running_event_loop(prefix: str) -> None:
     """write() called on the caller's event loop commits before it returns."""
     with PostgresStore(DSN, table_prefix=prefix) as store:
-        store.write([sample(K.RUN_STARTED, "r1", 0)])
+        store.write([sample(K.RUN_STARTED, "r1", 1)])
         await asyncio.sleep(0)
-        assert sql(f"SELECT seq FROM {prefix}_records")[0][0] == 0
+        assert sql(f"SELECT seq FROM {prefix}_records")[0][0] == 1
 
 
 def test_close_stops_the_thread(prefix: str) -> None:
@@ -173,12 +179,36 @@ def test_close_stops_the_thread(prefix: str) -> None:
 def test_reconnects_after_the_server_drops_the_connection(prefix: str) -> None:
     """A connection the server closed is replaced on the next call."""
     with PostgresStore(DSN, table_prefix=prefix) as store:
-        store.write([sample(K.RUN_STARTED, "r1", 0)])
+        store.write([sample(K.RUN_STARTED, "r1", 1)])
         dropped = store._conn
         assert sql("SELECT pg_terminate_backend($1)", dropped.get_server_pid())[0][0] is True
         for _ in range(200):  # asyncpg notices on its own loop, within milliseconds
             if dropped.is_closed():
                 break
             time.sleep(0.005)
-        assert [r.seq for r in store.records("r1")] == [0]
+        assert [r.seq for r in store.records("r1")] == [1]
         assert store._conn is not dropped
+
+
+def test_a_dropped_connection_keeps_the_lease_it_holds(prefix: str) -> None:
+    """After a reconnect, renewing retakes the holder's liveness lock; others stay out."""
+    with PostgresStore(DSN, table_prefix=prefix) as store, PostgresBackend(prefix).open() as other:
+        store.acquire_lease("r1", "aaaa1111", 60)
+        sql("SELECT pg_terminate_backend($1)", store._conn.get_server_pid())
+        for _ in range(200):
+            if store._conn.is_closed():
+                break
+            time.sleep(0.005)
+        store.acquire_lease("r1", "aaaa1111", 60)  # reconnects and locks again
+        with pytest.raises(LeaseError, match="held by"):
+            other.acquire_lease("r1", "bbbb2222", 60)
+
+
+def test_readonly_store_reads_without_creating_tables(prefix: str) -> None:
+    """readonly=True on a prefix with no tables lists nothing and creates nothing."""
+    with PostgresStore(DSN, table_prefix=prefix, readonly=True) as store:
+        assert store.list_runs() == [] and store.run_ids() == []
+        with pytest.raises(StoreError, match="read-only"):
+            store.acquire_lease("r1", "aaaa1111", 60)
+    rows = sql("SELECT tablename FROM pg_tables WHERE tablename LIKE $1", f"{prefix}_%")
+    assert rows == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from store_contract import K, StoreContract, sample
 
-from fanflow import StartEvent
+from fanflow import Record, StartEvent
 from fanflow.errors import SchemaVersionError, StoreError
 from fanflow.serialize import SCHEMA_VERSION
 from fanflow.stores import SqliteStore, Store
@@ -35,12 +35,20 @@ class SqliteBackend:
             conn.execute(sql, params)
         conn.close()
 
-    def set_schema_version(self, version: int) -> None:
-        self._execute("UPDATE fanflow_meta SET value = ? WHERE key = 'schema_version'", (version,))
+    def set_schema_version(self, version: int | str) -> None:
+        self._execute(
+            "UPDATE fanflow_meta SET value = ? WHERE key = 'schema_version'", (str(version),)
+        )
 
     def corrupt(self, run_id: str, seq: int, column: str, text: str | None) -> None:
         sql = f"UPDATE fanflow_records SET {column} = ? WHERE run_id = ? AND seq = ?"
         self._execute(sql, (text, run_id, seq))
+
+    def delete(self, run_id: str, seq: int) -> None:
+        self._execute("DELETE FROM fanflow_records WHERE run_id = ? AND seq = ?", (run_id, seq))
+
+    def expire(self, store: Store, run_id: str) -> None:
+        self._execute("UPDATE fanflow_leases SET expires_at = 0 WHERE run_id = ?", (run_id,))
 
 
 class TestSqliteStore(StoreContract):
@@ -84,7 +92,7 @@ def test_creates_the_tables_and_records_the_schema_version(path: Path) -> None:
             *("event", "data", "error"),
         ],
         "fanflow_runs": ["run_id", "workflow", "source", "status", "started_at", "finished_at"],
-        "fanflow_leases": ["run_id", "holder", "expires_at"],
+        "fanflow_leases": ["run_id", "holder", "expires_at", "epoch", "info", "locked"],
     }
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM fanflow_meta").fetchall() == [(str(SCHEMA_VERSION),)]
@@ -97,18 +105,79 @@ def test_last_migration_is_the_current_schema_version() -> None:
 
 
 def test_older_schema_is_migrated_step_by_step(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file at version 1 runs the later steps on open and records the new version."""
+    """A file at the current version runs the later steps on open and records the new one."""
     with SqliteStore(path) as store:
-        store.write([sample(K.RUN_STARTED, "r1", 0)])
-    step = (2, ("ALTER TABLE fanflow_runs ADD COLUMN note TEXT",))
+        store.write([sample(K.RUN_STARTED, "r1", 1)])
+    step = (SCHEMA_VERSION + 1, ("ALTER TABLE fanflow_runs ADD COLUMN note TEXT",))
     monkeypatch.setattr(sqlite_module, "MIGRATIONS", (*sqlite_module.MIGRATIONS, step))
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with SqliteStore(path) as store:
-        assert [r.seq for r in store.records("r1")] == [0]
+        assert [r.seq for r in store.records("r1")] == [1]
     assert "note" in tables(path)["fanflow_runs"]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM fanflow_meta").fetchall() == [("2",)]
+        found = conn.execute("SELECT value FROM fanflow_meta").fetchall()
+        assert found == [(str(SCHEMA_VERSION + 1),)]
     conn.close()
+
+
+def version_1(path: Path) -> None:
+    """Make a file with the tables of schema version 1 and one run in it."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE fanflow_meta (key TEXT PRIMARY KEY, value TEXT)")
+        for statement in sqlite_module.MIGRATIONS[0][1]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO fanflow_meta VALUES ('schema_version', '1')")
+        conn.execute(
+            "INSERT INTO fanflow_records (run_id, seq, kind, at, data) VALUES (?, ?, ?, ?, ?)",
+            ("r1", 1, "run_started", 1.0, '{"workflow": "Old", "source": null}'),
+        )
+        conn.execute("INSERT INTO fanflow_runs VALUES ('r1', 'Old', NULL, 'running', 1.0, NULL)")
+        conn.execute("INSERT INTO fanflow_leases VALUES ('r1', 'h:1:t', 0)")
+    conn.close()
+
+
+def test_version_1_is_migrated_and_its_runs_read(path: Path) -> None:
+    """A version-1 file gains the lease columns; its records still read."""
+    version_1(path)
+    with SqliteStore(path) as store:
+        assert store.records("r1")[0].data == {"workflow": "Old", "source": None}
+        store.acquire_lease("r1", "aaaa1111", 60)
+    assert tables(path)["fanflow_leases"][3:] == ["epoch", "info", "locked"]
+
+
+def test_readonly_store_reads_without_migrating(path: Path) -> None:
+    """readonly=True reads a version-1 file as it is and refuses to write."""
+    version_1(path)
+    before = path.read_bytes()
+    with SqliteStore(path, readonly=True) as store:
+        assert [i.run_id for i in store.list_runs()] == ["r1"]
+        assert store.records("r1")[0].kind is K.RUN_STARTED
+        with pytest.raises(StoreError, match="read-only"):
+            store.write([sample(K.EVENT_EMITTED, "r1", 2)])
+    assert path.read_bytes() == before
+
+
+def test_readonly_store_falls_back_to_immutable(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where SQLite cannot open a WAL file read-only (a read-only folder), it reads it as is."""
+    with SqliteStore(path) as store:
+        store.write(run_records("r1"))
+    real = sqlite3.connect
+
+    def refuse_mode_ro(database: str, *args: object, **kwargs: object) -> sqlite3.Connection:
+        if "mode=ro" in database:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        return real(database, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_module.sqlite3, "connect", refuse_mode_ro)
+    with SqliteStore(path, readonly=True) as store:
+        assert [r.seq for r in store.records("r1")] == [1, 2]
+
+
+def run_records(run_id: str) -> list[Record]:
+    """Return the first two records of a run."""
+    return [sample(K.RUN_STARTED, run_id, 1), sample(K.EVENT_EMITTED, run_id, 2)]
 
 
 def test_newer_schema_error_names_the_file(path: Path) -> None:
@@ -122,7 +191,7 @@ def test_newer_schema_error_names_the_file(path: Path) -> None:
 def test_the_runs_table_keeps_the_workflow_source(path: Path) -> None:
     """RUN_STARTED's source (module:Class or file:Class) is kept for resuming."""
     with SqliteStore(path) as store:
-        store.write([sample(K.RUN_STARTED, "r1", 0)])
+        store.write([sample(K.RUN_STARTED, "r1", 1)])
         rows = store._connection().execute("SELECT workflow, source FROM fanflow_runs").fetchall()
     assert rows == [("Flow", "tests.flows:Flow")]
 
@@ -134,14 +203,15 @@ import os, signal
 from fanflow import Record, RecordKind, StartEvent
 from fanflow.stores import SqliteStore
 store = SqliteStore({str(path)!r})
-store.write([Record("r1", seq, RecordKind.EVENT_EMITTED, 1.0, event=StartEvent(n=seq))
-              for seq in range(50)])
+store.write([Record("r1", 1, RecordKind.RUN_STARTED, 1.0, data="Flow")])
+store.write([Record("r1", seq, RecordKind.EVENT_EMITTED, 1.0, event_id=seq,
+                    event=StartEvent(n=seq)) for seq in range(2, 51)])
 os.kill(os.getpid(), signal.SIGKILL)
 """
     child = subprocess.run([sys.executable, "-c", script], check=False)
     assert child.returncode == -9
     with SqliteStore(path) as store:
-        assert [r.event for r in store.records("r1")][-1] == StartEvent(n=49)
+        assert [r.event for r in store.records("r1")][-1] == StartEvent(n=50)
 
 
 def test_threads_share_one_store(path: Path) -> None:
@@ -149,7 +219,8 @@ def test_threads_share_one_store(path: Path) -> None:
     with SqliteStore(path) as store:
 
         def write(run_id: str) -> None:
-            for seq in range(0, 40, 4):
+            store.write([sample(K.RUN_STARTED, run_id, 1)])
+            for seq in range(2, 42, 4):
                 store.write([sample(K.EVENT_EMITTED, run_id, seq + i) for i in range(4)])
 
         threads = [threading.Thread(target=write, args=(f"r{n}",)) for n in range(4)]
@@ -157,7 +228,7 @@ def test_threads_share_one_store(path: Path) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        assert [len(store.records(f"r{n}")) for n in range(4)] == [40] * 4
+        assert [len(store.records(f"r{n}")) for n in range(4)] == [41] * 4
 
 
 def test_empty_batch_writes_nothing(path: Path) -> None:
@@ -173,7 +244,7 @@ def test_closed_store_says_so(path: Path) -> None:
     store.close()
     store.close()
     with pytest.raises(StoreError, match=r"SqliteStore\(.*runs.db'\) is closed"):
-        store.write([sample(K.RUN_STARTED, "r1", 0)])
+        store.write([sample(K.RUN_STARTED, "r1", 1)])
 
 
 def test_unopenable_file_is_a_store_error_naming_it(tmp_path: Path) -> None:

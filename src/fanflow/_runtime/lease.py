@@ -63,7 +63,7 @@ class Lease:
     def epoch(self) -> int | None:
         """Return the lease's fencing token, if the store keeps one."""
         epoch = getattr(self.store, "lease_epoch", None)
-        return None if epoch is None else epoch(self.run_id)  # type: ignore[no-any-return]
+        return None if epoch is None else epoch(self.run_id)
 
     def take(self) -> None:
         """Acquire the lease (`LeaseError` naming the holder if taken) and keep renewing it."""

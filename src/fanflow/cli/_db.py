@@ -9,15 +9,11 @@ failed step's record holds the very exception the step raised.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from fanflow._runtime.records import Record, RecordKind, RunInfo, Store
-from fanflow.errors import StoreError
 from fanflow.events import Event, InputRequiredEvent
 from fanflow.stores.postgres import PostgresStore
 from fanflow.stores.sqlite import SqliteStore
@@ -29,6 +25,7 @@ __all__ = [
     "NoDatabaseError",
     "db_option",
     "db_url",
+    "loose_records",
     "open_db",
     "pending_requests",
     "pending_wait",
@@ -65,11 +62,13 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}"))
 
 
-def open_db(url: str, *, must_exist: bool = False) -> Store:
+def open_db(url: str, *, must_exist: bool = False, readonly: bool = False) -> Store:
     """Open the store at `url`; with `must_exist`, an SQLite file that is missing is an error.
 
     (Opening a missing SQLite file would create an empty one: a command that
-    only reads runs should say it looked in the wrong place instead.)
+    only reads runs should say it looked in the wrong place instead.) With
+    `readonly` the database is only read: nothing is created or migrated, and
+    a read-only file in a read-only folder will do.
     """
     path = _sqlite_path(url)
     if must_exist and path is not None and not os.path.exists(path):
@@ -77,7 +76,7 @@ def open_db(url: str, *, must_exist: bool = False) -> Store:
             f"no run database at {os.path.abspath(path)}: no run was journaled there; "
             "start one with 'fanflow run', or pass --db URL (or set FANFLOW_DB)"
         )
-    return open_store(url)
+    return open_store(url, readonly=readonly)
 
 
 def _sqlite_path(url: str) -> str | None:
@@ -150,45 +149,27 @@ class CachedStore:
 def recorded_source(store: Store, run_id: str) -> str | None:
     """Return where run `run_id` recorded its workflow: ``/abs/file.py:Class`` or ``module:Class``.
 
-    Read from the stores' run table, without decoding the run's records: the
-    types of its events are only known once the workflow's module is imported.
+    Read from the store's run table where it has one, else from the run's
+    first record read without importing anything.
     """
     inner = store.inner if isinstance(store, CachedStore) else store
-    # The stores have no call for this yet; read the column both SQL stores keep.
-    if isinstance(inner, SqliteStore):
-        return _sqlite_source(inner.path, run_id)
-    if isinstance(inner, PostgresStore):
-        return asyncio.run(_postgres_source(inner.dsn, run_id))
-    data = store.records(run_id)[0].data
+    if isinstance(inner, (SqliteStore, PostgresStore)):
+        return inner.workflow_source(run_id)
+    data = loose_records(inner, run_id)[0].data
     source = data.get("source") if isinstance(data, dict) else None
     return None if source is None else str(source)
 
 
-def _sqlite_source(path: str, run_id: str) -> str | None:
-    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True)
-        try:
-            row = conn.execute(
-                "SELECT source FROM fanflow_runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read run {run_id} from {path}: {exc}") from exc
-    return None if row is None or row[0] is None else str(row[0])
+def loose_records(store: Store, run_id: str) -> list[Record]:
+    """Return the records of `run_id` without needing their types imported (for display).
 
-
-async def _postgres_source(dsn: str, run_id: str) -> str | None:
-    import asyncpg  # installed: PostgresStore needs it too
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        # open_store makes stores with the default table prefix, "fanflow".
-        value = await conn.fetchval("SELECT source FROM fanflow_runs WHERE run_id = $1", run_id)
-    finally:
-        await conn.close()
-    return None if value is None else str(value)
+    Events, models and enums whose classes are not imported come back as
+    placeholders; nothing is imported because the database names it.
+    """
+    inner = store.inner if isinstance(store, CachedStore) else store
+    if isinstance(inner, (SqliteStore, PostgresStore)):
+        return inner.records(run_id, loose=True)
+    return inner.records(run_id)  # a MemoryStore holds the objects themselves
 
 
 def pending_requests(records: Sequence[Record]) -> list[Event]:

@@ -9,7 +9,9 @@ Each takes ``--db URL`` (default: ``$FANFLOW_DB``, else
 ``sqlite:///fanflow-runs.db``). A run id may be shortened to any prefix
 that names one run. ``resume`` and ``send`` load the workflow from where
 the run recorded it (``file.py:Class`` or ``module:Class``) unless
-``--workflow`` names it, then follow the run as ``fanflow run`` does.
+``--workflow`` names it (printing what they import first), then follow
+the run as ``fanflow run`` does. ``list`` and ``show`` only read the
+database (a read-only file will do) and never import code.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fanflow.cli._db import (
     CachedStore,
     db_option,
     db_url,
+    loose_records,
     open_db,
     pending_requests,
     recorded_source,
@@ -36,8 +39,9 @@ from fanflow.cli._db import (
 from fanflow.cli._run import Inputs, Ui, UsageError, follow, make_ui, make_workflow
 from fanflow.cli._show import record_lines, runs_table
 from fanflow.cli._target import Target, TargetError, load_target
-from fanflow.errors import SerializationError, WorkflowRuntimeError
+from fanflow.errors import WorkflowRuntimeError
 from fanflow.events import Event, lookup_type
+from fanflow.serialize import not_resumable
 from fanflow.workflow import Workflow
 
 __all__ = ["add_runs", "event_from_text", "find_run", "recorded_target"]
@@ -99,11 +103,11 @@ def _add_show(subcommands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="print a run's records",
         description="Print the records of a run, one line each: sequence number, seconds "
-        "since the start, kind, step#invocation, and what happened.",
+        "since the start, kind, step#invocation, and what happened. Reads the database "
+        "only, and imports no code.",
     )
     show.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     show.add_argument("--db", metavar="URL", help=DB_HELP)
-    _add_workflow_option(show)
     show.set_defaults(command=_cmd_show)
 
 
@@ -165,7 +169,7 @@ def _count(text: str) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     url = db_url(args.db)
-    store = open_db(url, must_exist=True)
+    store = open_db(url, must_exist=True, readonly=True)
     try:
         limit = args.limit or None
         runs = store.list_runs(status=args.status, limit=None if limit is None else limit + 1)
@@ -184,20 +188,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     url = db_url(args.db)
-    store = open_db(url, must_exist=True)
+    store = open_db(url, must_exist=True, readonly=True)
     try:
         run_id = find_run(store, args.run_id, url)
-        try:
-            recorded_target(store, run_id, args.workflow)  # its events' types, to read them
-            failed_import = None
-        except (TargetError, UsageError) as exc:
-            failed_import = exc
-        try:
-            records = store.records(run_id)
-        except SerializationError:
-            if failed_import is not None:
-                raise failed_import from None
-            raise
+        # Never import the code a database names: types not imported are shown by name.
+        records = loose_records(store, run_id)
     finally:
         store.close()
     for line in record_lines(records):
@@ -231,6 +226,8 @@ def recorded_target(store: Store, run_id: str, given: str | None) -> Target:
             f"run {run_id} does not record where its workflow is defined; "
             "pass --workflow FILE.py:Class"
         )
+    where = "given by --workflow" if given else f"as run {run_id} recorded it"
+    print(f"fanflow: importing {source} ({where})", file=sys.stderr, flush=True)
     try:
         return load_target(source)
     except TargetError as exc:
@@ -260,6 +257,7 @@ def _drive(args: argparse.Namespace, event_text: str | None) -> int:
     store = CachedStore(open_db(url, must_exist=True))
     try:
         run_id = find_run(store, args.run_id, url)
+        _check_resumable(store, run_id)
         target = recorded_target(store, run_id, args.workflow)
         wf = make_workflow(target, args.timeout, args.verbose)
         records = store.records(run_id)
@@ -279,6 +277,14 @@ def _drive(args: argparse.Namespace, event_text: str | None) -> int:
             return asyncio.run(_resume(wf, run_id, store, ui, inputs, args, event))
     finally:
         store.close()
+
+
+def _check_resumable(store: Store, run_id: str) -> None:
+    """Raise `WorkflowRuntimeError` if run `run_id` is unfinished and cannot be resumed."""
+    records = loose_records(store, run_id)
+    reason = not_resumable(records)
+    if reason is not None and records[-1].kind is not RecordKind.RUN_FINISHED:
+        raise WorkflowRuntimeError(f"run {run_id} cannot be resumed: {reason}")
 
 
 async def _resume(

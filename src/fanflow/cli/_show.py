@@ -8,9 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from fanflow._runtime.records import Record, RecordKind, RunInfo
-from fanflow.cli._run import describe, error_name
+from fanflow.cli._run import error_name
+from fanflow.events import Event
+from fanflow.serialize import UnloadedEvent
 
-__all__ = ["duration_text", "record_line", "record_lines", "runs_table"]
+__all__ = ["duration_text", "event_text", "record_line", "record_lines", "runs_table"]
 
 SHORT = 100  # characters of an event or value shown in a record line
 K = RecordKind
@@ -61,12 +63,22 @@ def record_line(record: Record, start: float) -> str:
     who = f"{record.step}#{record.invocation}" if record.step else "-"
     parts = [_details(record)]
     if record.event is not None:
-        parts.append(_short(describe(record.event)))
+        parts.append(_short(event_text(record.event)))
     if record.error is not None:
         parts.append(f"error {error_name(record.error)}: {_short(str(record.error))}")
     text = "  ".join(part for part in parts if part)
     offset = f"+{record.at - start:.3f}s"
     return f"{record.seq:>5}  {offset:>9}  {record.kind.value:<14} {who:<14} {text}".rstrip()
+
+
+def event_text(event: Event) -> str:
+    """Return `event` as ``Name {fields}`` (an event whose type is not imported too)."""
+    if isinstance(event, UnloadedEvent):
+        name = event.stored_type.rpartition(":")[2]
+    else:
+        name = type(event).__name__
+    fields = json.dumps(event.model_dump(), default=repr, ensure_ascii=False)
+    return f"{name} {fields}"
 
 
 def _details(record: Record) -> str:

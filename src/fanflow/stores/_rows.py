@@ -8,22 +8,23 @@ malformed row.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import to_json
 
 from fanflow._runtime.records import Record, RecordKind
-from fanflow.events import type_name
-from fanflow.serialize import record_to_row, row_to_record
+from fanflow.errors import StoreError
+from fanflow.serialize import check_history, record_to_row, row_to_record
 
 __all__ = [
     "COLUMNS",
     "Row",
+    "check_batch",
     "decode",
     "encode",
     "finished_status",
+    "load",
     "run_updates",
     "started_info",
 ]
@@ -46,35 +47,20 @@ Row = tuple[Any, ...]
 
 _STARTED = RecordKind.RUN_STARTED
 _FINISHED = RecordKind.RUN_FINISHED
-_STATE_CHANGED = RecordKind.STATE_CHANGED
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else to_json(value).decode()
 
 
 def encode(record: Record) -> Row:
     """Return `record` as a tuple of column values (JSON columns as text).
 
     The text is what ``json.dumps`` makes of `record_to_row`'s columns
-    (tests/test_serialize.py holds the two equal), built with pydantic's
-    encoder in one step: `write` runs on the event loop, and this is 3-4x
-    faster. Whatever that encoder refuses goes through `record_to_row`,
-    which raises the `SerializationError` naming the run and record.
+    (tests/test_serialize.py holds the two equal), written by pydantic's
+    encoder, which is several times faster: `write` runs on the event loop.
     """
-    try:
-        event = record.event
-        if event is None:
-            event_text = None
-        else:
-            data = to_json(event.model_dump()).decode()
-            event_text = f'{{"type":"{type_name(type(event))}","data":{data}}}'
-        value = record.data
-        if record.kind is _STATE_CHANGED:
-            path, state = value
-            value = {"path": path, "value": state}
-        data_text = None if value is None else to_json(value).decode()
-    except (PydanticSerializationError, TypeError, ValueError):
-        return _encode_row(record)
-    error = record.error
+    row = record_to_row(record)
     return (
         record.run_id,
         record.seq,
@@ -83,35 +69,39 @@ def encode(record: Record) -> Row:
         record.step,
         record.invocation,
         record.event_id,
-        event_text,
-        data_text,
-        None if error is None else _dumps(record_to_row(record)["error"]),
+        _dumps(row["event"]),
+        _dumps(row["data"]),
+        _dumps(row["error"]),
     )
 
 
-def _encode_row(record: Record) -> Row:
-    row = record_to_row(record)
-    return (
-        row["run_id"],
-        row["seq"],
-        row["kind"],
-        row["at"],
-        row["step"],
-        row["invocation"],
-        row["event_id"],
-        _text(row["event"]),
-        _text(row["data"]),
-        _text(row["error"]),
-    )
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else _dumps(value)
-
-
-def decode(values: Sequence[Any]) -> Record:
+def decode(values: Sequence[Any], *, loose: bool = False) -> Record:
     """Rebuild a `Record` from column values in `COLUMNS` order."""
-    return row_to_record(dict(zip(COLUMNS, values, strict=True)))
+    return row_to_record(dict(zip(COLUMNS, values, strict=True)), loose=loose)
+
+
+def load(run_id: str, rows: Sequence[Sequence[Any]], *, loose: bool = False) -> list[Record]:
+    """Return the records of `run_id` from its rows in seq order, checked to be whole.
+
+    A malformed row, a gap or a missing beginning raises `StoreError`
+    naming the run and the sequence number.
+    """
+    records = [decode(row, loose=loose) for row in rows]
+    check_history(run_id, records)
+    return records
+
+
+def check_batch(records: Sequence[Record]) -> tuple[str, int]:
+    """Return ``(run id, first seq)`` of a batch; `StoreError` unless one run's, contiguous."""
+    run_id, first = records[0].run_id, records[0].seq
+    for offset, record in enumerate(records):
+        if record.run_id != run_id or record.seq != first + offset:
+            raise StoreError(
+                f"a batch must hold consecutive records of one run: record {offset} of the "
+                f"batch is run {record.run_id} record {record.seq}, after run {run_id} "
+                f"record {first + offset - 1}"
+            )
+    return run_id, first
 
 
 def run_updates(records: Sequence[Record]) -> tuple[list[Row], list[Row]]:

@@ -6,13 +6,18 @@ process (SIGKILL included), which is what resuming a run needs. An
 operating-system crash or power loss may lose the last few commits; the
 file itself stays consistent.
 
-Tables (created, and migrated from older versions, on open)::
+Tables (created, and migrated from older versions, when opened for writing)::
 
     fanflow_meta     key, value                 schema_version
     fanflow_records  run_id, seq, kind, at, step, invocation, event_id,
                      event, data, error         JSON columns as text
     fanflow_runs     run_id, workflow, source, status, started_at, finished_at
-    fanflow_leases   run_id, holder, expires_at
+    fanflow_leases   run_id, holder, expires_at, epoch, info, locked
+
+Opened with ``readonly=True`` (``fanflow runs list`` and ``show``), the file
+is only read: no migration, no WAL switch, and it works on a read-only file
+in a read-only folder. Lease holders lock a file each in ``<db>-leases/``
+(see `fanflow.stores._lease`).
 """
 
 from __future__ import annotations
@@ -22,14 +27,23 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from fanflow._runtime.records import Record, RunInfo
 from fanflow.errors import SchemaVersionError, StoreError
 from fanflow.serialize import SCHEMA_VERSION
-from fanflow.stores._lease import blocking_holder, lease_error
-from fanflow.stores._rows import COLUMNS, decode, encode, run_updates
+from fanflow.stores._lease import (
+    HolderLocks,
+    LeaseRow,
+    blocking_holder,
+    check_fence,
+    lease_error,
+    process_info,
+    seq_error,
+)
+from fanflow.stores._rows import COLUMNS, check_batch, encode, load, run_updates
 
 __all__ = ["SqliteStore"]
 
@@ -55,10 +69,19 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 run_id TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL)""",
         ),
     ),
+    (
+        2,
+        (
+            "ALTER TABLE fanflow_leases ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE fanflow_leases ADD COLUMN info TEXT",
+            "ALTER TABLE fanflow_leases ADD COLUMN locked INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 _INSERT = f"INSERT INTO fanflow_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 10)})"
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM fanflow_records WHERE run_id = ? ORDER BY seq"
+_LAST = "SELECT max(seq) FROM fanflow_records WHERE run_id = ?"
 _RUN_STARTED = """INSERT INTO fanflow_runs (run_id, workflow, source, status, started_at)
     VALUES (?, ?, ?, 'running', ?) ON CONFLICT (run_id) DO UPDATE SET
     workflow = excluded.workflow, source = excluded.source, status = 'running',
@@ -66,6 +89,11 @@ _RUN_STARTED = """INSERT INTO fanflow_runs (run_id, workflow, source, status, st
 _RUN_FINISHED = "UPDATE fanflow_runs SET status = ?, finished_at = ? WHERE run_id = ?"
 _LIST = """SELECT run_id, workflow, status, started_at, finished_at FROM fanflow_runs
     WHERE ? IS NULL OR status = ? ORDER BY started_at DESC, rowid DESC LIMIT ?"""
+_LEASE = "SELECT holder, epoch, expires_at, info, locked FROM fanflow_leases WHERE run_id = ?"
+_TAKE = """INSERT OR REPLACE INTO fanflow_leases (run_id, holder, expires_at, epoch, info, locked)
+    VALUES (?, ?, ?, ?, ?, ?)"""
+_RELEASE = """UPDATE fanflow_leases SET holder = '', expires_at = 0, locked = 0
+    WHERE run_id = ? AND holder = ?"""
 
 
 class SqliteStore:
@@ -74,31 +102,60 @@ class SqliteStore:
     One connection per store, shared by threads under a lock. Several
     processes may open the same file (a writer waits up to `timeout`
     seconds for another's transaction); leases keep two of them from
-    resuming the same run.
+    driving the same run. With `readonly`, the file is only read.
     """
 
     durable = True
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 10.0, readonly: bool = False
+    ) -> None:
         self.path = os.fspath(path)
+        self.readonly = readonly
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._locks = HolderLocks(self.path)
+        self._fences: dict[str, tuple[str, int]] = {}  # run id -> (holder, epoch) taken here
+        self._empty = False  # read-only on a file without fanflow tables
         try:
-            self._conn = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            # 16 MB of page cache (the default is 2 MB): a "batched" run hands over
-            # thousands of records per loop turn, and a spilling cache costs ~30%.
-            self._conn.execute("PRAGMA cache_size=-16000")
-            _migrate(self._conn, self.path)
+            if readonly:
+                self._open_readonly(timeout)
+            else:
+                self._open(timeout)
         except sqlite3.Error as exc:
             self.close()
             raise StoreError(f"cannot open the SQLite store {self.path}: {exc}") from exc
         except BaseException:
             self.close()
             raise
+
+    def _open(self, timeout: float) -> None:
+        self._conn = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        # 16 MB of page cache (the default is 2 MB): a "batched" run hands over
+        # thousands of records per loop turn, and a spilling cache costs ~30%.
+        self._conn.execute("PRAGMA cache_size=-16000")
+        _migrate(self._conn, self.path)
+
+    def _open_readonly(self, timeout: float) -> None:
+        uri = Path(self.path).resolve().as_uri()
+        if not os.path.exists(self.path):
+            raise StoreError(f"cannot open the SQLite store {self.path}: no such file")
+        try:
+            self._conn = _connect(f"{uri}?mode=ro", timeout)
+            found = schema_version(self._conn, self.path)
+        except sqlite3.OperationalError:
+            # A WAL file in a read-only folder, whose -shm file nobody can
+            # create: read it as a file that nobody is changing.
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = _connect(f"{uri}?immutable=1", timeout)
+            found = schema_version(self._conn, self.path)
+        _check_version(found, self.path)
+        self._empty = found == 0
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -116,16 +173,31 @@ class SqliteStore:
             raise StoreError(f"{self!r} is closed")
         return self._conn
 
+    def _writable(self) -> sqlite3.Connection:
+        if self.readonly:
+            raise StoreError(f"{self!r} was opened read-only")
+        return self._connection()
+
     def write(self, records: Sequence[Record]) -> None:
-        """Commit a batch of one run's records in one transaction."""
+        """Commit a batch of one run's records in one transaction, if this store may.
+
+        The batch must continue the run's stored records, and the run's lease
+        must still be the one this store took (if it took one); otherwise
+        `LeaseError` (another process drives the run) or `StoreError`.
+        """
         if not records:
             return
+        run_id, first = check_batch(records)
         rows = [encode(record) for record in records]
         started, finished = run_updates(records)
         with self._lock:
-            conn = self._connection()
+            conn = self._writable()
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                check_fence(run_id, self._fences.get(run_id), _lease_row(conn, run_id), time.time())
+                last = conn.execute(_LAST, (run_id,)).fetchone()[0]
+                if first != (last or 0) + 1:
+                    raise seq_error(run_id, first, last)
                 conn.executemany(_INSERT, rows)
                 if started:
                     conn.executemany(_RUN_STARTED, started)
@@ -135,66 +207,107 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 _rollback(conn)
                 raise StoreError(
-                    f"{self!r}: cannot write {len(rows)} records of run {records[0].run_id} "
-                    f"(seq {records[0].seq}..{records[-1].seq}): {exc}"
+                    f"{self!r}: cannot write {len(rows)} records of run {run_id} "
+                    f"(seq {first}..{records[-1].seq}): {exc}"
                 ) from exc
+            except BaseException:
+                _rollback(conn)
+                raise
 
-    def records(self, run_id: str) -> list[Record]:
-        """Return the records of `run_id` in ``seq`` order; KeyError if there are none."""
-        rows = self._query(_SELECT, (run_id,))
+    def records(self, run_id: str, *, loose: bool = False) -> list[Record]:
+        """Return the records of `run_id` in ``seq`` order; KeyError if there are none.
+
+        A malformed row or a gap raises `StoreError` naming the run and the
+        sequence number. With `loose`, events, models and enums whose types
+        are not imported come back as placeholders (for display).
+        """
+        rows = [] if self._empty else self._query(_SELECT, (run_id,))
         if not rows:
             raise KeyError(f"no records for run {run_id!r} in {self.path}")
-        return [decode(row) for row in rows]
+        return load(run_id, rows, loose=loose)
 
     def run_ids(self) -> list[str]:
         """Return the ids of the runs held (those with a RUN_STARTED record), oldest first."""
+        if self._empty:
+            return []
         rows = self._query("SELECT run_id FROM fanflow_runs ORDER BY started_at, rowid", ())
         return [row[0] for row in rows]
 
     def list_runs(self, *, status: str | None = None, limit: int | None = None) -> list[RunInfo]:
         """Return the runs held, newest first, optionally only those with `status`."""
+        if self._empty:
+            return []
         rows = self._query(_LIST, (status, status, -1 if limit is None else limit))
         return [RunInfo(*row) for row in rows]
 
+    def workflow_source(self, run_id: str) -> str | None:
+        """Return where run `run_id` recorded its workflow (``file.py:Class``), if it did."""
+        if self._empty:
+            return None
+        rows = self._query("SELECT source FROM fanflow_runs WHERE run_id = ?", (run_id,))
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
     def acquire_lease(self, run_id: str, holder: str, ttl: float) -> None:
-        """Take or renew `run_id` for `holder` for `ttl` seconds; `LeaseError` if held."""
+        """Take or renew `run_id` for `holder` for `ttl` seconds.
+
+        `LeaseError` if another live holder has it, or if `holder` had it
+        here and lost it since. Later writes of the run through this store
+        are fenced by the lease's epoch (`lease_epoch`).
+        """
         with self._lock:
-            conn = self._connection()
+            conn = self._writable()
+            had_lock = self._locks.holds(holder)
+            locked = self._locks.hold(holder)
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                now = time.time()
-                row = conn.execute(
-                    "SELECT holder, expires_at FROM fanflow_leases WHERE run_id = ?", (run_id,)
-                ).fetchone()
-                blocker = blocking_holder(row, holder, now)
-                if blocker is not None:
-                    raise lease_error(run_id, blocker)
-                conn.execute(
-                    "INSERT OR REPLACE INTO fanflow_leases VALUES (?, ?, ?)",
-                    (run_id, holder, now + ttl),
-                )
+                epoch = self._take(conn, run_id, holder, ttl, locked)
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except BaseException as exc:
                 _rollback(conn)
-                raise StoreError(f"{self!r}: cannot take the lease of run {run_id}: {exc}") from exc
-            except BaseException:
-                _rollback(conn)
+                if not had_lock:
+                    self._locks.drop(holder)
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(
+                        f"{self!r}: cannot take the lease of run {run_id}: {exc}"
+                    ) from exc
                 raise
+            self._fences[run_id] = (holder, epoch)
+
+    def _take(
+        self, conn: sqlite3.Connection, run_id: str, holder: str, ttl: float, locked: bool
+    ) -> int:
+        now = time.time()
+        row = _lease_row(conn, run_id)
+        if self._fences.get(run_id, ("",))[0] == holder:
+            check_fence(run_id, self._fences[run_id], row, now)  # renewing: still ours?
+        blocker = blocking_holder(row, holder, now, self._locks.alive)
+        if blocker is not None:
+            raise lease_error(run_id, blocker, now)
+        same = row is not None and row.holder == holder
+        epoch = row.epoch if same and row is not None else (row.epoch if row else 0) + 1
+        conn.execute(_TAKE, (run_id, holder, now + ttl, epoch, process_info(), int(locked)))
+        return epoch
+
+    def lease_epoch(self, run_id: str) -> int | None:
+        """Return the epoch of the lease this store took on `run_id` (its fencing token)."""
+        fence = self._fences.get(run_id)
+        return None if fence is None else fence[1]
 
     def release_lease(self, run_id: str, holder: str) -> None:
-        """Give `run_id` back if `holder` holds it."""
+        """Give `run_id` back if `holder` holds it; the store writes no more of its records."""
         with self._lock:
             try:
-                self._connection().execute(
-                    "DELETE FROM fanflow_leases WHERE run_id = ? AND holder = ?", (run_id, holder)
-                )
+                self._writable().execute(_RELEASE, (run_id, holder))
             except sqlite3.Error as exc:
                 raise StoreError(f"{self!r}: cannot release run {run_id}: {exc}") from exc
+            finally:
+                self._locks.drop(holder)
 
     def close(self) -> None:
         """Close the file; writes already made are kept. Closing twice is harmless."""
         with self._lock:
             conn, self._conn = self._conn, None
+            self._locks.close()
         if conn is not None:
             conn.close()
 
@@ -206,35 +319,72 @@ class SqliteStore:
                 raise StoreError(f"{self!r}: {exc}") from exc
 
 
+def _connect(uri: str, timeout: float) -> sqlite3.Connection:
+    return sqlite3.connect(
+        uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
+    )
+
+
+def _lease_row(conn: sqlite3.Connection, run_id: str) -> LeaseRow | None:
+    row = conn.execute(_LEASE, (run_id,)).fetchone()
+    if row is None:
+        return None
+    holder, epoch, expires_at, info, locked = row
+    return LeaseRow(str(holder), int(epoch), float(expires_at), info, bool(locked))
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    """Return the schema version recorded in the database (0: no tables yet)."""
+def schema_version(conn: sqlite3.Connection, path: str = "the database") -> int:
+    """Return the schema version recorded in the database (0: no tables yet).
+
+    A version that is not a number raises `SchemaVersionError`, as a newer one does.
+    """
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fanflow_meta'"
+    ).fetchone()
+    if has_meta is None:
+        return 0
     row = conn.execute("SELECT value FROM fanflow_meta WHERE key = 'schema_version'").fetchone()
-    return 0 if row is None else int(row[0])
+    if row is None:
+        return 0
+    text = str(row[0])
+    if not text.isdigit():
+        raise _version_error(path, repr(text))
+    return int(text)
+
+
+def _version_error(path: str, found: str) -> SchemaVersionError:
+    return SchemaVersionError(
+        f"{path} was written by a newer fanflow (schema version {found}; this "
+        f"fanflow reads up to version {SCHEMA_VERSION}); upgrade fanflow to open it"
+    )
+
+
+def _check_version(found: int, path: str) -> None:
+    if found > SCHEMA_VERSION:
+        raise _version_error(path, str(found))
 
 
 def _migrate(conn: sqlite3.Connection, path: str) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS fanflow_meta (key TEXT PRIMARY KEY, value TEXT)")
-        found = schema_version(conn)
-        if found > SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"{path} was written by a newer fanflow (schema version {found}; this "
-                f"fanflow reads up to version {SCHEMA_VERSION}); upgrade fanflow to open it"
-            )
+        found = schema_version(conn, path)
+        _check_version(found, path)
+        before = found
         for version, statements in MIGRATIONS:
             if found < version <= SCHEMA_VERSION:
                 for statement in statements:
                     conn.execute(statement)
                 found = version
-        conn.execute(
-            "INSERT OR REPLACE INTO fanflow_meta VALUES ('schema_version', ?)", (str(found),)
-        )
+        if found != before:
+            conn.execute(
+                "INSERT OR REPLACE INTO fanflow_meta VALUES ('schema_version', ?)", (str(found),)
+            )
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)

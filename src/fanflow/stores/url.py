@@ -16,8 +16,8 @@ _POSTGRES = ("postgresql://", "postgres://")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
-def open_store(url: str) -> Store:
-    """Open the store that `url` names.
+def open_store(url: str, *, readonly: bool = False) -> Store:
+    """Open the store that `url` names; with `readonly`, only to read it (nothing migrated).
 
     ``sqlite:///runs.db`` is relative to the working directory,
     ``sqlite:////var/lib/runs.db`` absolute; a bare path ending in ``.db``,
@@ -26,13 +26,13 @@ def open_store(url: str) -> Store:
     `PostgresStore`.
     """
     if url.startswith(_POSTGRES):
-        return PostgresStore(url)
+        return PostgresStore(url, readonly=readonly)
     if url.startswith(_SQLITE):
         path = url[len(_SQLITE) :]
         if path and path != "/":
-            return SqliteStore(path)
+            return SqliteStore(path, readonly=readonly)
     elif "://" not in url and url.lower().endswith(_SQLITE_SUFFIXES):
-        return SqliteStore(os.path.expanduser(url))
+        return SqliteStore(os.path.expanduser(url), readonly=readonly)
     raise StoreError(
         f"cannot open a store for {url!r}: use sqlite:///relative.db, "
         "sqlite:////absolute/path.db, a path ending in .db or .sqlite, "
