@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from fanflow import HumanResponseEvent, RunInfo
+from fanflow import HumanResponseEvent, Record, RecordKind, RunInfo
 from fanflow.cli import main
 from fanflow.cli._run import UsageError
 from fanflow.cli._runs import event_from_text
 from fanflow.cli._show import duration_text, runs_table
 from fanflow.cli._target import load_target
+from fanflow.serialize import Unjournaled
 from fanflow.stores import SqliteStore
 
 HERE = Path(__file__).parent
@@ -349,3 +352,127 @@ def test_run_output_json_of_send_hint_is_valid(capsys: pytest.CaptureFixture[str
     err = cli(capsys, "run", f"{FLOWS}:Greet", "--detach-on-input")[2]
     quoted = err.split("--event '", 1)[1].split("'", 1)[0]
     assert json.loads(quoted) == {"type": "HumanResponseEvent", "data": {"response": "..."}}
+
+
+# ---------------------------------------------------------------- untrusted and read-only databases
+
+NOISY = """
+import pathlib
+with open(pathlib.Path(__file__).with_name("imported.log"), "a") as log:
+    log.write("imported\\n")
+from fanflow import StartEvent, StopEvent, Workflow, step, Event
+
+class Note(Event):
+    text: str
+
+class Noisy(Workflow):
+    @step
+    async def only(self, ev: StartEvent) -> StopEvent:
+        return StopEvent(result="quiet")
+"""
+
+
+def test_list_and_show_import_nothing_resume_says_what_it_imports(tmp_path: Path) -> None:
+    """``runs list`` and ``show`` never import the recorded file; ``resume`` names it first."""
+    (tmp_path / "noisy.py").write_text(NOISY, encoding="utf-8")
+    log = tmp_path / "imported.log"
+    first = fanflow("run", "noisy.py:Noisy", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_id = run_id_of(first.stderr)
+    log.unlink()
+    for command in (["runs", "list"], ["runs", "show", run_id]):
+        shown = fanflow(*command, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert not log.exists(), command
+    resumed = fanflow("runs", "resume", run_id, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    notice = f"fanflow: importing {tmp_path / 'noisy.py'}:Noisy (as run {run_id} recorded it)"
+    assert resumed.stderr.splitlines()[0] == notice
+    assert log.read_text() == "imported\n"
+
+
+def test_show_prints_events_whose_types_are_not_imported(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An event type nobody imported is shown by its name and fields, not refused."""
+    with SqliteStore("fanflow-runs.db") as store:
+        store.write([Record("r1", 1, RecordKind.RUN_STARTED, 1.0, data={"workflow": "W"})])
+    with sqlite3.connect("fanflow-runs.db") as conn:
+        conn.execute(
+            "INSERT INTO fanflow_records (run_id, seq, kind, at, event_id, event) "
+            "VALUES ('r1', 2, 'event_emitted', 2.0, 1, ?)",
+            ('{"type": "evil.module:Payload", "data": {"x": {"$t": "decimal", "v": "1.5"}}}',),
+        )
+    conn.close()
+    status, out, err = cli(capsys, "runs", "show", "r1")
+    assert (status, err) == (0, "")
+    assert 'Payload {"x": "Decimal(\'1.5\')"}' in out.splitlines()[1]
+    assert "evil" not in sys.modules and "evil.module" not in sys.modules
+
+
+def test_a_malformed_row_is_one_line_naming_run_and_seq(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``runs show`` of a run with a broken row says which run and record, status 1."""
+    run_id = run_id_of(cli(capsys, "run", f"{FLOWS}:Count")[2])
+    with sqlite3.connect("fanflow-runs.db") as conn:
+        conn.execute(
+            "UPDATE fanflow_records SET data = ? WHERE run_id = ? AND seq = 3",
+            ("[" * 200_000, run_id),
+        )
+    conn.close()
+    status, _, err = cli(capsys, "runs", "show", run_id)
+    assert status == 1
+    assert f"SerializationError: run {run_id} record 3: malformed record" in err
+    assert err.count("\n") == 1
+
+
+def test_resume_of_a_run_that_is_not_resumable_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    """A run whose state held a value that was not journaled is refused, before any import."""
+    records = [
+        Record("r1", 1, RecordKind.RUN_STARTED, 1.0, data={"workflow": "Greet", "source": FLOWS}),
+        Record(
+            "r1", 2, RecordKind.STATE_CHANGED, 1.0, "ask", 1, data=("db", Unjournaled("a lock"))
+        ),
+    ]
+    with SqliteStore("fanflow-runs.db") as store:
+        store.write(records)
+    status, _, err = cli(capsys, "runs", "resume", "r1")
+    assert status == 1
+    assert err.startswith("fanflow: error: WorkflowRuntimeError: run r1 cannot be resumed: ")
+    assert "state db held a lock" in err and "Resource" in err and "importing" not in err
+
+
+def _as_non_root(argv: list[str]) -> list[str]:
+    """Return `argv` run so that file permissions bind (root ignores them)."""
+    if os.getuid() != 0:
+        return argv
+    if shutil.which("unshare") is None:
+        pytest.skip("running as root without unshare: a read-only file would still be writable")
+    probe = subprocess.run(["unshare", "-U", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"running as root and unshare -U fails: {probe.stderr.decode().strip()}")
+    return ["unshare", "-U", *argv]
+
+
+def test_list_and_show_work_on_a_read_only_database(tmp_path: Path) -> None:
+    """``runs list`` and ``show`` read a chmod 444 file in a read-only folder, changing nothing."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "runs.db"
+    made = fanflow("run", f"{FLOWS}:Count", "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    run_id = run_id_of(made.stderr)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    db.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        for command in (["runs", "list"], ["runs", "show", run_id]):
+            argv = _as_non_root([sys.executable, "-m", "fanflow.cli", *command, "--db", str(db)])
+            done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert run_id in done.stdout or "run_finished" in done.stdout
+        assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    finally:
+        folder.chmod(0o755)
+        db.chmod(0o644)

@@ -25,8 +25,10 @@ import random
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -459,3 +461,102 @@ async def test_one_process_at_a_time_and_a_killed_holder_is_taken_over(
         assert await asyncio.wait_for(handler, 10) == "hello Ada"
     finally:
         store.close()
+
+
+HOLDER = """
+import asyncio, json, sys
+from fanflow import Record, RecordKind, StartEvent
+from fanflow._runtime.lease import Lease
+from fanflow.errors import LeaseError
+sys.path.insert(0, sys.argv[1])
+from crash_child import open_db
+
+async def main(url, prefix, run_id):
+    store = open_db(url, prefix or None)
+    loop = asyncio.get_running_loop()
+    lost = loop.create_future()
+    lease = Lease(store, run_id, ttl=1.0, on_lost=lambda e: lost.set_result(str(e)))
+    lease.take()
+    store.write([Record(run_id, 1, RecordKind.RUN_STARTED, 1.0, data="W")])
+    print(json.dumps({"holder": lease.holder}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)  # stopped and continued meanwhile
+    try:
+        emitted = Record(run_id, 2, RecordKind.STREAMED, 2.0, event=StartEvent())
+        store.write([emitted])
+        wrote = "written"
+    except LeaseError as exc:
+        wrote = str(exc)
+    print(json.dumps({"write": wrote, "lost": await asyncio.wait_for(lost, 10)}), flush=True)
+    lease.release()
+    store.close()
+
+asyncio.run(main(*sys.argv[2:]))
+"""
+
+
+def lease_expiry(backend: Backend, run_id: str) -> tuple[float, float]:
+    """Return ``(expires_at, now)`` of the lease on `run_id`, by the store's own clock."""
+    if backend.table_prefix is None:
+        with contextlib.closing(sqlite3.connect(backend.url.removeprefix("sqlite:///"))) as conn:
+            row = conn.execute(
+                "SELECT expires_at FROM fanflow_leases WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return float(row[0]), time.time()
+    import asyncpg
+
+    async def go() -> tuple[float, float]:
+        conn = await asyncpg.connect(DSN, timeout=5)
+        try:
+            row = await conn.fetchrow(
+                f"SELECT expires_at, extract(epoch FROM clock_timestamp())::float8 "
+                f"FROM {backend.table_prefix}_leases WHERE run_id = $1",
+                run_id,
+            )
+        finally:
+            await conn.close()
+        return float(row[0]), float(row[1])
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
+
+
+def test_a_holder_stopped_past_its_ttl_cannot_append(backend: Backend) -> None:
+    """A holder SIGSTOPped past its 1 s ttl and taken over cannot write once continued."""
+    run_id = uuid.uuid4().hex
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLDER,
+            str(CHILD.parent),
+            backend.url,
+            backend.table_prefix or "",
+            run_id,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        json.loads(child.stdout.readline())
+        os.kill(child.pid, signal.SIGSTOP)
+        expires_at, now = lease_expiry(backend, run_id)
+        while now <= expires_at:  # wait for the store's clock to pass the expiry: no guessing
+            time.sleep(max(expires_at - now, 0.01))
+            expires_at, now = lease_expiry(backend, run_id)
+        with contextlib.closing(backend.open()) as store:
+            store.acquire_lease(run_id, "feedface" * 4, 60)  # the stopped holder's ttl is spent
+            os.kill(child.pid, signal.SIGCONT)
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            report = json.loads(child.stdout.readline())
+            assert "no longer holds the run's lease" in report["write"]
+            assert "lease feedface" in report["write"]
+            assert f"run {run_id}" in report["lost"]
+            assert [r.seq for r in store.records(run_id)] == [1]
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+        child.stdin.close()
+        child.wait(timeout=30)
+        child.stdout.close()
