@@ -42,6 +42,7 @@ __all__ = [
     "event_fields",
     "find_class",
     "make_event",
+    "tag",
     "value_from_json",
     "value_to_json",
 ]
@@ -226,6 +227,11 @@ def _tag(value: Any, depth: int) -> Any:
     if isinstance(value, BaseModel):
         return {TAG: "model", "cls": _class_name(kind), "v": event_fields(value, depth)}
     raise Refused(f"a {kind.__module__}.{kind.__qualname__}")
+
+
+def tag(value: Any) -> Any:
+    """Return `value` as JSON-ready data, or raise `Refused` (no message built: the fast path)."""
+    return _tag(value, 0)
 
 
 def value_to_json(value: Any, what: str = "value") -> Any:

@@ -114,7 +114,8 @@ def _error_to_json(error: BaseException | None) -> dict[str, str] | None:
 
 
 # Records whose data is a tuple of the engine's: stored as a JSON list.
-_TUPLES = (K.WAIT_STARTED, K.COLLECTED)
+TUPLE_KINDS = (K.WAIT_STARTED, K.COLLECTED)
+_TUPLES = TUPLE_KINDS
 
 
 def data_to_json(record: Record, where: str) -> Any:

@@ -14,8 +14,10 @@ from typing import Any
 from pydantic_core import to_json
 
 from fanflow._runtime.records import Record, RecordKind
+from fanflow._values import Refused, event_fields, tag
 from fanflow.errors import StoreError
-from fanflow.serialize import check_history, record_to_row, row_to_record
+from fanflow.events import type_name
+from fanflow.serialize import TUPLE_KINDS, check_history, record_to_row, row_to_record
 
 __all__ = [
     "COLUMNS",
@@ -47,6 +49,7 @@ Row = tuple[Any, ...]
 
 _STARTED = RecordKind.RUN_STARTED
 _FINISHED = RecordKind.RUN_FINISHED
+_STATE_CHANGED = RecordKind.STATE_CHANGED
 
 
 def _dumps(value: Any) -> str | None:
@@ -57,21 +60,43 @@ def encode(record: Record) -> Row:
     """Return `record` as a tuple of column values (JSON columns as text).
 
     The text is what ``json.dumps`` makes of `record_to_row`'s columns
-    (tests/test_serialize.py holds the two equal), written by pydantic's
-    encoder, which is several times faster: `write` runs on the event loop.
+    (tests/test_serialize.py holds the two equal), built without the row
+    dict and written by pydantic's encoder: `write` runs on the event loop.
+    A value that cannot be journaled goes through `record_to_row`, which
+    raises the `SerializationError` naming the run and record.
     """
-    row = record_to_row(record)
+    try:
+        event = record.event
+        if event is None:
+            event_text = None
+        else:
+            fields = to_json(event_fields(event, 0)).decode()
+            event_text = f'{{"type":{to_json(type_name(type(event))).decode()},"data":{fields}}}'
+        data = record.data
+        kind = record.kind
+        if data is None:
+            data_text = None
+        elif kind is _STATE_CHANGED:
+            data_text = to_json({"path": data[0], "value": tag(data[1])}).decode()
+        elif kind in TUPLE_KINDS and type(data) is tuple:
+            data_text = to_json([tag(item) for item in data]).decode()
+        else:
+            data_text = to_json(tag(data)).decode()
+    except Refused:
+        record_to_row(record)  # raises, naming the run and the record
+        raise
+    error = record.error
     return (
         record.run_id,
         record.seq,
-        record.kind._value_,
+        kind._value_,
         record.at,
         record.step,
         record.invocation,
         record.event_id,
-        _dumps(row["event"]),
-        _dumps(row["data"]),
-        _dumps(row["error"]),
+        event_text,
+        data_text,
+        None if error is None else _dumps(record_to_row(record)["error"]),
     )
 
 

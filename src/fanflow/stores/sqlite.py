@@ -81,7 +81,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 
 _INSERT = f"INSERT INTO fanflow_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 10)})"
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM fanflow_records WHERE run_id = ? ORDER BY seq"
-_LAST = "SELECT max(seq) FROM fanflow_records WHERE run_id = ?"
+# What a write checks in its transaction: the last record stored and the lease.
+_FENCE = """SELECT (SELECT max(seq) FROM fanflow_records WHERE run_id = ?1),
+    l.holder, l.epoch, l.expires_at, l.info, l.locked
+    FROM (SELECT 1) LEFT JOIN fanflow_leases AS l ON l.run_id = ?1"""
 _RUN_STARTED = """INSERT INTO fanflow_runs (run_id, workflow, source, status, started_at)
     VALUES (?, ?, ?, 'running', ?) ON CONFLICT (run_id) DO UPDATE SET
     workflow = excluded.workflow, source = excluded.source, status = 'running',
@@ -194,8 +197,8 @@ class SqliteStore:
             conn = self._writable()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                check_fence(run_id, self._fences.get(run_id), _lease_row(conn, run_id), time.time())
-                last = conn.execute(_LAST, (run_id,)).fetchone()[0]
+                last, *lease = conn.execute(_FENCE, (run_id,)).fetchone()
+                check_fence(run_id, self._fences.get(run_id), _to_lease(lease), time.time())
                 if first != (last or 0) + 1:
                     raise seq_error(run_id, first, last)
                 conn.executemany(_INSERT, rows)
@@ -327,9 +330,13 @@ def _connect(uri: str, timeout: float) -> sqlite3.Connection:
 
 def _lease_row(conn: sqlite3.Connection, run_id: str) -> LeaseRow | None:
     row = conn.execute(_LEASE, (run_id,)).fetchone()
-    if row is None:
+    return None if row is None else _to_lease(row)
+
+
+def _to_lease(values: Sequence[Any]) -> LeaseRow | None:
+    holder, epoch, expires_at, info, locked = values
+    if holder is None:
         return None
-    holder, epoch, expires_at, info, locked = row
     return LeaseRow(str(holder), int(epoch), float(expires_at), info, bool(locked))
 
 
