@@ -60,7 +60,7 @@ HEADER = """\
 """
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["check"], ["draw"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["check"], ["draw"], ["port"]])
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """``--help`` works on the program and on each command."""
     with pytest.raises(SystemExit) as exit_info:

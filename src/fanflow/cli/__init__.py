@@ -5,6 +5,7 @@
     fanflow draw flows.py:MyFlow -o flow.html
     fanflow runs list
     fanflow runs send RUN_ID --event '{"type": "HumanResponseEvent", "data": {"response": "Ada"}}'
+    fanflow port my_project/ --diff
 
 A target is ``path/to/file.py:FlowClass`` or ``package.module:FlowClass``
 (``:FlowClass`` may be left out when the file defines one workflow). Every
@@ -48,6 +49,7 @@ __all__ = ["main"]
 FORMATS = {".html": "html", ".htm": "html", ".mmd": "mermaid", ".mermaid": "mermaid"}
 FORMATS |= {".dot": "dot", ".gv": "dot"}
 TARGET_HELP = "path/to/file.py:FlowClass or package.module:FlowClass"
+PORT_INSTALL = "pip install 'fanflow[port]'"
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(commands, common)
     _add_draw(commands, common)
     add_runs(commands, common, following)
+    _add_port(commands, common)
     return parser
 
 
@@ -204,6 +207,23 @@ def _add_draw(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     draw.set_defaults(command=_cmd_draw)
 
 
+def _add_port(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    port = commands.add_parser(
+        "port",
+        parents=[common],
+        help="point a LlamaIndex Workflows program's imports at fanflow",
+        description="Rewrite imports of workflows, llama_index.core.workflow and "
+        "llama_index.utils.workflow (and the code's dotted uses of them) to fanflow, in place, "
+        "keeping formatting and comments. Folders are searched for *.py files. Exit status 1 "
+        f"if a file cannot be read or parsed. Needs {PORT_INSTALL}.",
+    )
+    port.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a .py file or a folder")
+    port.add_argument(
+        "--diff", action="store_true", help="print a unified diff instead of changing the files"
+    )
+    port.set_defaults(command=_cmd_port)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     kwargs = start_arguments(args.arg, args.json_args)
     target = load_target(args.target)
@@ -221,6 +241,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return asyncio.run(run_workflow(wf, kwargs, ui, inputs=inputs, debug=args.debug))
     finally:
         store.close()
+
+
+def _cmd_port(args: argparse.Namespace) -> int:
+    try:
+        # libcst is the optional `port` extra: load it only for this command.
+        from fanflow.cli._port import port_paths
+    except ModuleNotFoundError as exc:
+        if exc.name != "libcst":
+            raise
+        print(f"fanflow: error: fanflow port needs libcst: {PORT_INSTALL}", file=sys.stderr)
+        return 1
+    return port_paths(args.paths, diff=args.diff, out=sys.stdout, err=sys.stderr)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
