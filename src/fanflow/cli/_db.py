@@ -99,6 +99,7 @@ class CachedStore:
         self.durable = bool(getattr(inner, "durable", False))
         self.source = source
         self._runs: dict[str, list[Record]] = {}
+        self._holders: set[tuple[str, str]] = set()
 
     def __repr__(self) -> str:
         return repr(self.inner)
@@ -134,8 +135,13 @@ class CachedStore:
         return self.inner.list_runs(status=status, limit=limit)
 
     def acquire_lease(self, run_id: str, holder: str, ttl: float) -> None:
-        """Take the run's lease in the inner store."""
+        """Take the run's lease in the inner store; a new holder reads the records afresh."""
         self.inner.acquire_lease(run_id, holder, ttl)
+        if (run_id, holder) not in self._holders:
+            # Records read before the lease was taken may be stale: another
+            # process may have appended until it gave the run up.
+            self._holders.add((run_id, holder))
+            self._runs.pop(run_id, None)
 
     def release_lease(self, run_id: str, holder: str) -> None:
         """Give the run's lease back in the inner store."""
