@@ -41,8 +41,9 @@ def test_bare_path_expands_the_home_folder(tmp_path: Path, monkeypatch: pytest.M
 )
 def test_postgres_urls_open_a_postgres_store(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """postgresql:// and postgres:// URLs are handed whole to PostgresStore."""
-    monkeypatch.setattr(url_module, "PostgresStore", lambda dsn: ("postgres", dsn))
-    assert open_store(url) == ("postgres", url)  # type: ignore[comparison-overlap]
+    monkeypatch.setattr(url_module, "PostgresStore", lambda dsn, readonly: ("pg", dsn, readonly))
+    assert open_store(url) == ("pg", url, False)  # type: ignore[comparison-overlap]
+    assert open_store(url, readonly=True) == ("pg", url, True)  # type: ignore[comparison-overlap]
 
 
 @pytest.mark.parametrize(
