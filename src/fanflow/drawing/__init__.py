@@ -8,7 +8,8 @@
 
 The HTML page inlines its styles and script and makes no network request,
 so it opens anywhere, offline included. Its layered layout comes from
-igraph: ``pip install 'fanflow[draw]'``. Mermaid and DOT need nothing extra.
+igraph when it is installed (``pip install 'fanflow[draw]'``), else from a
+simpler built-in one. Mermaid and DOT need nothing extra.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Place a diagram's nodes in layers, start at the top and stop at the bottom.
 
 The layering, the order within each layer and the bends of long edges come
-from igraph's Sugiyama layout (the optional ``draw`` extra). This module
-only turns igraph's grid units into pixels sized for each node's text, and
-moves StartEvent types to the first layer and StopEvent types to the last
-one when the automatic layering has put them elsewhere.
+from igraph's Sugiyama layout (the optional ``draw`` extra) or, without
+igraph, from the simpler `layered` of ``_layers``. This module turns their
+grid units into pixels sized for each node's text, and moves StartEvent
+types to the first layer and StopEvent types to the last one when the
+automatic layering has put them elsewhere.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import NamedTuple
 
+from fanflow.drawing._layers import layered
 from fanflow.drawing._model import Diagram, Edge, Node
 
 __all__ = ["INSTALL_HINT", "Layout", "Placed", "Route", "layout", "load_igraph"]
@@ -64,7 +66,7 @@ def load_igraph() -> ModuleType:
         return importlib.import_module("igraph")
     except ImportError as exc:
         raise ImportError(
-            f"drawing a workflow as HTML needs igraph for the layout: {INSTALL_HINT}"
+            f"igraph lays out large workflows with fewer crossings: {INSTALL_HINT}"
         ) from exc
 
 
@@ -80,27 +82,37 @@ def measure(node: Node) -> tuple[float, float]:
 
 
 def layout(diagram: Diagram) -> Layout:
-    """Return the layered layout of `diagram`."""
+    """Return the layered layout of `diagram` (igraph's if installed, else `layered`)."""
     if not diagram.nodes:
         return Layout([], [], 2 * MARGIN, 2 * MARGIN)
-    igraph = load_igraph()
     index = {node.id: i for i, node in enumerate(diagram.nodes)}
     pairs = [(index[e.source], index[e.target]) for e in diagram.edges]
     loops = back_edges(len(diagram.nodes), pairs, _roots(diagram.nodes))
-    # igraph lays out a DAG; loops point up, so they go in reversed.
+    # Both layouts take a DAG; loops point up, so they go in reversed.
     acyclic = [(t, s) if i in loops else (s, t) for i, (s, t) in enumerate(pairs)]
-    graph = igraph.Graph(n=len(diagram.nodes), edges=acyclic, directed=True)
+    try:
+        igraph = load_igraph()
+    except ImportError:
+        (coords, routing), layers = layered(
+            len(diagram.nodes), acyclic, lambda found: _ends_first_and_last(diagram.nodes, found)
+        )
+    else:
+        coords, layers, routing = _sugiyama(igraph, diagram.nodes, acyclic)
+    routing = [list(reversed(bends)) if i in loops else bends for i, bends in enumerate(routing)]
+    return _to_pixels(diagram, coords, layers, routing)
+
+
+def _sugiyama(
+    igraph: ModuleType, nodes: list[Node], acyclic: list[tuple[int, int]]
+) -> tuple[list[list[float]], list[int], list[list[list[float]]]]:
+    graph = igraph.Graph(n=len(nodes), edges=acyclic, directed=True)
     result = graph.layout_sugiyama()
     layers = [round(y) for _, y in result.coords]
-    wanted = _ends_first_and_last(diagram.nodes, layers)
+    wanted = _ends_first_and_last(nodes, layers)
     if wanted != layers:
         result = graph.layout_sugiyama(layers=wanted)
         layers = wanted
-    routing = [
-        list(reversed(bends)) if i in loops else bends
-        for i, bends in enumerate(result.edge_routing or [])
-    ]
-    return _to_pixels(diagram, result.coords, layers, routing)
+    return result.coords, layers, list(result.edge_routing or [])
 
 
 def back_edges(count: int, pairs: list[tuple[int, int]], roots: list[int]) -> set[int]:
