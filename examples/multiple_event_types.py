@@ -7,6 +7,7 @@ OrdersLoaded, SettingsLoaded])`` returns them in the order of that list,
 so the step can unpack them by position.
 
     python examples/multiple_event_types.py
+    fanflow run examples/multiple_event_types.py --arg user_id=7
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from __future__ import annotations
 import asyncio
 
 from fanflow import Context, Event, StartEvent, StopEvent, Workflow, step
+
+
+class ProfileRequest(StartEvent):
+    """The run's input: ``run(user_id=7)``, or ``--arg user_id=7`` on the command line."""
+
+    user_id: int
 
 
 class UserRequest(Event):
@@ -43,7 +50,7 @@ class SettingsLoaded(Event):
 class ProfilePage(Workflow):
     @step
     async def start(
-        self, ctx: Context, ev: StartEvent
+        self, ctx: Context, ev: ProfileRequest
     ) -> UserRequest | OrdersRequest | SettingsRequest | None:
         ctx.send_event(UserRequest(user_id=ev.user_id))
         ctx.send_event(OrdersRequest(user_id=ev.user_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from fanflow.cli._progress import Above, Progress, StatusBlock
 from fanflow.cli._target import load_target
 
 HERE = Path(__file__).parent
+ROOT = HERE.parent
 FLOWS = str(HERE / "flows_for_tests.py")
 
 
@@ -302,6 +304,30 @@ def test_runs_list_refuses_an_unknown_status(capsys: pytest.CaptureFixture[str])
         main(["runs", "list", "--status", "bogus"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'bogus' (choose from 'running', 'ok'" in capsys.readouterr().err
+
+
+def _readme_runs() -> list[str]:
+    """Return the ``fanflow run`` commands of examples/README.md's shell block."""
+    text = (ROOT / "examples" / "README.md").read_text(encoding="utf-8")
+    block = text.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.startswith("fanflow run ")]
+
+
+def test_examples_readme_lists_a_run_for_every_example() -> None:
+    """examples/README.md shows a ``fanflow run`` line for each example file."""
+    named = {shlex.split(line)[2] for line in _readme_runs()}
+    assert named == {f"examples/{p.name}" for p in (ROOT / "examples").glob("*.py")}
+
+
+@pytest.mark.parametrize("line", _readme_runs())
+def test_examples_readme_runs_succeed(
+    line: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ``fanflow run`` line of examples/README.md works as written (its --arg included)."""
+    monkeypatch.chdir(ROOT)
+    status, out, err = cli(capsys, *shlex.split(line)[1:], "--progress", "none")
+    assert status == 0, err
+    assert out.splitlines()[-1].startswith("result: ")
 
 
 # ---------------------------------------------------------------- targets
