@@ -69,6 +69,9 @@ def _load_file(path: Path) -> ModuleType:
     if not path.is_file():
         raise TargetError(f"{path} is not a file; name a .py file (or a module with dots)")
     name = _module_name(path)
+    loaded = sys.modules.get(name)
+    if loaded is not None and _same_file(getattr(loaded, "__file__", None), path):
+        return loaded  # imported already (by the workflow's own code): one module per file
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise TargetError(f"cannot import {path}: not a Python source file")
@@ -97,10 +100,11 @@ def _module_name(path: Path) -> str:
 
     A class's default ``workflow_name`` is ``module.Qualname``, so every
     process that loads the same file must give it the same module name:
-    ``flows/app.py`` is ``app``. Only when ``sys.modules`` holds a different
-    module under that name (a file called ``json.py``; ``app`` from another
-    folder) does the file get ``fanflow_target_<stem>`` instead: replacing the
-    module already there would break whatever imported it.
+    ``flows/app.py`` is ``app``, as ``import app`` from its folder would
+    name it. Only when ``sys.modules`` holds a different module under that
+    name (a file called ``json.py``; an ``app`` from another folder) does
+    the file get ``fanflow_target_<stem>`` instead: replacing the module
+    already there would break whatever imported it.
     """
     stem = re.sub(r"\W", "_", path.stem)
     if not stem.isidentifier():
