@@ -21,6 +21,7 @@ MODULES = [
     "fanflow.events",
     "fanflow.graph",
     "fanflow.handler",
+    "fanflow.resource",
     "fanflow.retry",
     "fanflow.retry_policy",
     "fanflow.step",
@@ -44,6 +45,10 @@ LAYER_ONLY = {
     "get_spec",  # Workflow.step_specs() is the public way
     "validate",  # Workflow() and run() validate
     "InMemoryStateStore",  # the reference's name for StateStore, in fanflow.context.state_store
+    "ResourceDescriptor",  # the protocol Resource and ResourceConfig share
+    "resolve_resources",  # the engine makes a step's resources
+    "resource_dependencies",  # cycle check used by resolve_resources
+    "resource_problems",  # Workflow.validate() is the public way
 }
 
 # Names users import from their own module, as in the reference, and not from

@@ -63,10 +63,23 @@ def test_step_with_settings_keeps_them():
 def test_step_returns_the_function_itself():
     """@step marks the function and returns it unchanged, so it stays callable."""
 
+    class Flow(Workflow):
+        pass
+
     async def start(ev: StartEvent) -> StopEvent:
         return StopEvent()
 
-    assert step(start) is start
+    assert step(workflow=Flow)(start) is start
+
+
+def test_bare_step_on_a_free_function_says_to_name_the_workflow():
+    """@step without workflow= on a function outside a class fails, naming the fix."""
+
+    async def start(ev: StartEvent) -> StopEvent:
+        return StopEvent()
+
+    with pytest.raises(WorkflowValidationError, match=r"To decorate start .*workflow=MyFlow"):
+        step(start)
 
 
 def test_union_annotations_list_every_type_and_drop_none():

@@ -208,3 +208,46 @@ async def test_disable_validation_skips_the_graph_checks(finish):
     with pytest.raises(WorkflowConfigurationError):
         Loose()
     assert await finish(Loose(disable_validation=True).run()) == "ran anyway"
+
+
+def test_a_step_that_only_feeds_itself_is_unreachable():
+    """A step whose event only it emits cannot be reached, and validation names it."""
+
+    class Loop(Event):
+        pass
+
+    class Flow(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
+
+        @step
+        async def spin(self, ev: Loop) -> Loop:
+            return Loop()
+
+    problems = Flow.problems()
+
+    assert problems == [
+        "step 'spin' cannot be reached from StartEvent: it accepts Loop, which only step "
+        "'spin' emits, and no path from the start leads there; emit Loop from a reachable "
+        "step or remove the step."
+    ]
+
+
+def test_validate_raises_what_the_first_run_would():
+    """Workflow.validate() raises the same WorkflowConfigurationError as the first run()."""
+
+    class Loop(Event):
+        pass
+
+    class Flow(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
+
+        @step
+        async def spin(self, ev: Loop) -> Loop:
+            return Loop()
+
+    with pytest.raises(WorkflowConfigurationError, match="step 'spin' cannot be reached"):
+        Flow().validate()

@@ -39,7 +39,6 @@ from fanflow.errors import UnreconstructedException
 __all__ = [
     "DictLikeModel",
     "Event",
-    "EventType",
     "HumanResponseEvent",
     "InputRequiredEvent",
     "InternalDispatchEvent",
@@ -62,6 +61,9 @@ class DictLikeModel(BaseModel):
     model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True, defer_build=True)
 
     def __init__(self, **params: Any) -> None:
+        if not self.__private_attributes__ and "_data" not in params:
+            super().__init__(**params)  # the common case: one event per step hop
+            return
         # Private attributes (``_name: T = PrivateAttr()``) may be given as
         # keywords, and ``_data=`` gives the extras as one dict.
         private = {k: params.pop(k) for k in list(params) if k in self.__private_attributes__}
@@ -371,4 +373,5 @@ class UnhandledEvent(InternalDispatchEvent):
     idle: bool = Field(description="whether the run is idle after it")
 
 
+# The type of an event class, as LlamaIndex Workflows names it.
 EventType = type[Event]
