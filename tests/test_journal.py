@@ -16,6 +16,7 @@ from fanflow import (
     Workflow,
     step,
 )
+from fanflow.serialize import not_resumable
 
 LEVELS = ["sync", "batched", "exit"]
 
@@ -60,12 +61,18 @@ async def test_a_result_the_store_cannot_keep_fails_the_run(tmp_path, durability
 
 
 @pytest.mark.parametrize("durability", LEVELS)
-async def test_a_state_value_the_store_cannot_keep_fails_the_run(tmp_path, durability):
-    """A state value that is not JSON fails the run instead of leaving a gap in its records."""
+async def test_a_state_value_the_store_cannot_keep_warns_and_blocks_resume(
+    tmp_path, durability, caplog
+):
+    """The run goes on with one warning naming the key; a resume of it says why it cannot."""
     with SqliteStore(tmp_path / "runs.db") as store:
         handler = OpaqueState(store=store, durability=durability).run()
-        with pytest.raises(SerializationError, match="state"):
-            await asyncio.wait_for(handler, 5)
+        assert await asyncio.wait_for(handler, 5) == "done"
+        warnings = [r.getMessage() for r in caplog.records if r.name == "fanflow"]
+        assert len(warnings) == 1
+        assert "state thing" in warnings[0] and "Resource" in warnings[0]
+        reason = not_resumable(store.records(handler.run_id))
+        assert reason is not None and "thing" in reason
 
 
 async def test_a_store_that_fails_to_write_fails_the_run_naming_the_store(tmp_path):

@@ -30,6 +30,8 @@ from fanflow.errors import StartEventError, WorkflowRuntimeError, WorkflowValida
 from fanflow.events import StartEvent
 from fanflow.graph import StepGraph, build_graph
 from fanflow.handler import WorkflowHandler
+from fanflow.resource import resource_problems
+from fanflow.serialize import not_resumable
 from fanflow.step import StepSpec, build_spec, get_spec
 from fanflow.stores.memory import MemoryStore
 from fanflow.validation import find_problems, validate
@@ -86,6 +88,25 @@ class Workflow:
     def problems(cls) -> list[str]:
         """Return every problem validation finds in this workflow's graph."""
         return find_problems(cls.graph(), cls.__name__)
+
+    def validate(
+        self, validate_resource_configs: bool = True, validate_resources: bool = False
+    ) -> bool:
+        """Check the workflow now: raise what its first ``run()`` would raise, else return True.
+
+        Also reads every `ResourceConfig` file (`validate_resource_configs`)
+        and, with `validate_resources`, makes every resource once; a problem
+        there raises `WorkflowValidationError` naming the step and parameter.
+        """
+        validate(self._table.graph, type(self).__name__)
+        problems = resource_problems(
+            ((spec.name, spec.resources) for spec in self.step_specs()),
+            configs=validate_resource_configs,
+            factories=validate_resources,
+        )
+        if problems:
+            raise WorkflowValidationError("\n".join(problems))
+        return True
 
     def __init__(
         self,
@@ -224,7 +245,12 @@ class Workflow:
         # Take the lease first, then read again: what another process wrote
         # before it gave the run up is then in the records.
         run.take_lease()
-        run.resume(store.records(run_id))
+        records = store.records(run_id)
+        reason = not_resumable(records)
+        if reason is not None:
+            run.release_lease()
+            raise WorkflowRuntimeError(f"run {run_id} cannot be resumed: {reason}")
+        run.resume(records)
         return run.future  # type: ignore[return-value]
 
     def _new_run(

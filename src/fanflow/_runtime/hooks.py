@@ -107,9 +107,6 @@ class Hooks:
     def __init__(self, listeners: Sequence[Listener]) -> None:
         self.listeners = (*_GLOBAL, *listeners)
 
-    def __bool__(self) -> bool:
-        return bool(self.listeners)
-
     def add(self, listener: Listener) -> None:
         """Let `listener` hear the rest of this run."""
         if listener not in self.listeners:

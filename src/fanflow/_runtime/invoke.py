@@ -34,6 +34,7 @@ from fanflow._runtime.frame import FIRST_ATTEMPT, Replay, StepFrame
 from fanflow._runtime.hooks import Hooks, InvocationInfo
 from fanflow._runtime.records import RecordKind
 from fanflow._runtime.scheduler import Item, Lane, Scheduler
+from fanflow._values import check_event
 from fanflow.clock import Clock
 from fanflow.errors import (
     StepOutputError,
@@ -58,11 +59,13 @@ class Owner(Protocol):
     workflow_name: str
     ctx: Any
     clock: Clock
+    monotonic: Callable[[], float]
     hooks: Hooks
     collect: CollectBuffers
     scheduler: Scheduler
     outcome: str | None
     deadline: float | None
+    durable: bool
     executor: Any
     replays: dict[tuple[str, int], Replay]
     last_finished: tuple[str, Event | None] | None
@@ -91,14 +94,46 @@ class Invoker:
 
     def __init__(self, owner: Owner) -> None:
         self.owner = owner
+        self._direct: dict[str, bool] = {}  # step -> body awaited as is, in the loop
 
-    def invoke(self, lane: Lane, frame: StepFrame, item: Item) -> Awaitable[None]:
-        """Return the invocation of `item` by `lane`'s step, to run in a context of its own."""
-        return _InContext(self._invoke(lane, frame, item), frame, self.owner)
+    def _is_direct(self, lane: Lane) -> bool:
+        spec = lane.binding.spec
+        direct = (
+            spec.is_async
+            and spec.executor is None
+            and self.owner.executor is None
+            and not spec_resources(spec)
+            and spec.timeout is None
+        )
+        self._direct[lane.name] = direct
+        return direct
+
+    def invoke(self, lane: Lane, frame: StepFrame, item: Item) -> Awaitable[None] | None:
+        """Start the invocation of `item` by `lane`'s step in a context of its own.
+
+        Runs its first slice at once; returns None if that finished it (no
+        suspension: the common case, which then costs no awaitable), else
+        the awaitable that runs the rest.
+        """
+        coro = self._invoke(lane, frame, item)
+        context = contextvars.copy_context()
+        owner = self.owner
+        deadline = owner.deadline
+        start = 0.0
+        if deadline is not None:
+            frame.slice_start = start = owner.monotonic()
+        try:
+            yielded = context.run(coro.send, None)
+        except StopIteration:
+            return None
+        finally:
+            if deadline is not None:
+                _watch(owner, frame, start, deadline, owner.monotonic)
+        return _InContext(coro, context, frame, owner, yielded)
 
     async def _invoke(self, lane: Lane, frame: StepFrame, item: Item) -> None:
         owner = self.owner
-        clock, record, hooks = owner.clock, owner.record, owner.hooks
+        now, record, hooks = owner.monotonic, owner.record, owner.hooks
         event_id, event, cause = item
         name = lane.name
         frame.invocation = invocation = owner.next_invocation()
@@ -107,20 +142,22 @@ class Invoker:
         frame.retry = FIRST_ATTEMPT
         frame.undo = None
         lane.started += 1
-        first_start = clock.now()
+        first_start = started = now()
         while True:
-            started = clock.now()
             record(_STARTED, name, invocation, event_id, None, frame.retry.retry_number + 1)
-            info = self._info(frame, event) if hooks else None
+            info = self._info(frame, event) if hooks.listeners else None
             if info is not None:
                 hooks.call("step_started", info)
             try:
                 output = await self._call(lane, frame, event)
-                if output is not None and not isinstance(output, Event):
-                    raise StepOutputError(
-                        f"step {name!r} returned {type(output).__name__} ({output!r:.60}); "
-                        "a step returns an Event or None (use ctx.send_event for several)"
-                    )
+                if output is not None:
+                    if not isinstance(output, Event):
+                        raise StepOutputError(
+                            f"step {name!r} returned {type(output).__name__} ({output!r:.60}); "
+                            "a step returns an Event or None (use ctx.send_event for several)"
+                        )
+                    if owner.durable:
+                        check_event(output)  # fails the step, as sending it would
             except asyncio.CancelledError as cancelled:
                 if frame.stopping or owner.outcome is not None:
                     raise
@@ -140,7 +177,7 @@ class Invoker:
                 return
             except Exception as error:
                 owner.collect.roll_back(frame)
-                seconds = clock.now() - started
+                seconds = now() - started
                 record(_FAILED, name, invocation, None, None, seconds, error)
                 if info is not None:
                     hooks.call("step_failed", info, error, seconds)
@@ -148,7 +185,7 @@ class Invoker:
                     return
                 delay = self._retry_delay(lane, frame, error, first_start)
                 if delay is None:
-                    if not owner.recover(frame, error, clock.now() - first_start):
+                    if not owner.recover(frame, error, now() - first_start):
                         owner.fail(error, step=name, attempts=frame.retry.attempt)
                         return
                     frame.undo = None
@@ -159,13 +196,14 @@ class Invoker:
                     return
                 if info is not None:
                     hooks.call("step_retried", info, delay)
-                await clock.sleep(delay)
+                await owner.clock.sleep(delay)
+                started = now()
                 continue
             except BaseException as fatal:
                 self._fatal(frame, fatal, started, info, f"raised {type(fatal).__name__}")
                 return
             frame.undo = None
-            self._finished(lane, frame, output, clock.now() - started, info)
+            self._finished(lane, frame, output, now() - started, info)
             return
 
     def _info(self, frame: StepFrame, event: Event) -> InvocationInfo:
@@ -184,6 +222,11 @@ class Invoker:
 
     async def _call(self, lane: Lane, frame: StepFrame, event: Event) -> object:
         owner = self.owner
+        direct = self._direct.get(lane.name)
+        if direct is None:
+            direct = self._is_direct(lane)
+        if direct:
+            return await lane.binding.call(owner.ctx, event)
         binding = lane.binding
         spec = binding.spec
         executor = spec.executor or owner.executor
@@ -302,7 +345,7 @@ class Invoker:
             f"attempt {frame.retry.attempt}); the run cannot go on"
         )
         error.__cause__ = fatal
-        seconds = owner.clock.now() - started
+        seconds = owner.monotonic() - started
         owner.record(_FAILED, frame.step, frame.invocation, None, None, seconds, error)
         if info is not None:
             owner.hooks.call("step_failed", info, fatal, seconds)
@@ -329,10 +372,7 @@ class Invoker:
         else:
             event_id = owner.record_emitted(output, frame)
             record(_FINISHED, name, frame.invocation, event_id, None, seconds)
-            scheduler = owner.scheduler
-            scheduler.offer_handoff(frame, lane)
-            owner.dispatch(event_id, output, frame)
-            scheduler.end_handoff(frame, lane)
+            owner.scheduler.handing_off(frame, lane, owner.dispatch, event_id, output)
         owner.last_finished = (name, output)
         if owner.scheduler.done() == 0:
             owner.check_stuck()
@@ -365,21 +405,33 @@ class _InContext:
     reported (`Owner.blocked`), naming the step that held the event loop.
     """
 
-    __slots__ = ("_context", "_coro", "_frame", "_owner")
+    __slots__ = ("_context", "_coro", "_first", "_frame", "_owner")
 
-    def __init__(self, coro: Any, frame: StepFrame, owner: Owner) -> None:
+    def __init__(
+        self,
+        coro: Any,
+        context: contextvars.Context,
+        frame: StepFrame,
+        owner: Owner,
+        first: Any,
+    ) -> None:
         self._coro = coro
-        self._context = contextvars.copy_context()
+        self._context = context
         self._frame = frame
         self._owner = owner
+        self._first = first  # what the first slice (run by `Invoker.invoke`) yielded
 
     def __await__(self) -> Generator[Any, Any, None]:
         coro, enter, frame, owner = self._coro, self._context.run, self._frame, self._owner
         send, throw = coro.send, coro.throw
         deadline = owner.deadline
-        now: Callable[[], float] = owner.clock.now
+        now = owner.monotonic
         value: Any = None
         error: BaseException | None = None
+        try:
+            value = yield self._first
+        except BaseException as thrown:
+            error = thrown
         while True:
             if deadline is not None:
                 frame.slice_start = start = now()

@@ -40,6 +40,7 @@ from fanflow._runtime.resume import restore
 from fanflow._runtime.scheduler import Lane, Scheduler
 from fanflow._runtime.stream import EventStream
 from fanflow._runtime.table import StepBinding, StepTable
+from fanflow._values import Unjournaled, check_event, check_state_value
 from fanflow.clock import Clock, SystemClock, Timer
 from fanflow.errors import (
     UnroutableEventError,
@@ -109,15 +110,27 @@ class Run:
         self.context = context if context is not None else contextvars.copy_context()
         # Record times are wall-clock on the system clock (stored runs are read
         # by other processes); the clock's own time otherwise.
-        self.now = time.time if isinstance(clock, SystemClock) else clock.now
+        system = isinstance(clock, SystemClock)
+        self.now = time.time if system else clock.now
+        # Durations and deadlines: the clock's own time, skipping a method call.
+        self.monotonic = time.monotonic if system else clock.now
         self.journal = Journal(run_id, sink, durability, self.now, self._write_failed)
+        # Events and state of a durable run are read back by other processes:
+        # what cannot round-trip is refused (events) or flagged (state) at once.
+        self.durable = bool(getattr(sink, "durable", False))
+        self._unjournaled: set[str] = set()
         self.record = self.journal.record
         self.stream = EventStream()
         self.inbox = Inbox(run_id, self.record, self.stream.put, clock)
         self.collect = CollectBuffers(self.record)
         self.invoker = Invoker(self)
         self.scheduler = Scheduler(
-            self.loop, self.context, self._new_frame, self.invoker.invoke, self._settle
+            self.loop,
+            self.context,
+            self._new_frame,
+            self.invoker.invoke,
+            self._settle,
+            self._crashed,
         )
         self.hooks = Hooks((*listeners, VERBOSE) if verbose else listeners)
         self.identity = RunIdentity(run_id, workflow_name)
@@ -176,6 +189,14 @@ class Run:
     def _write_failed(self, error: BaseException) -> None:
         self.fail(error)
 
+    def _crashed(self, error: BaseException) -> None:
+        if isinstance(error, Exception):
+            self.fail(error)
+            return
+        wrapped = WorkflowRuntimeError(f"run {self.run_id}: {type(error).__name__} in the engine")
+        wrapped.__cause__ = error
+        self.fail(wrapped)
+
     # ------------------------------------------------------------ lifecycle
 
     def start(self, start_event: Event) -> None:
@@ -190,20 +211,31 @@ class Run:
 
     def _begin(self) -> None:
         self.started = True
-        if getattr(self.sink, "durable", False) and self._lease is None:
-            self._lease = Lease(self.sink, self.run_id)
-            self._lease.take()
+        if self._lease is None:
+            self.take_lease()
         if self.timeout is not None:
-            self.deadline = self.clock.now() + self.timeout
+            self.deadline = self.monotonic() + self.timeout
             self._timer = self.clock.call_later(self.timeout, self._timed_out)
-        if self.hooks:
+        if self.hooks.listeners:
             self.context.run(self.hooks.call, "run_started", self.identity)
 
     def take_lease(self) -> None:
         """Take the run's lease on a durable store (before reading its records to resume)."""
-        if getattr(self.sink, "durable", False):
-            self._lease = Lease(self.sink, self.run_id)
+        if self.durable:
+            self._lease = Lease(self.sink, self.run_id, on_lost=self._lease_lost)
             self._lease.take()
+
+    def release_lease(self) -> None:
+        """Give the lease back without running (a resume that was refused)."""
+        if self._lease is not None:
+            with contextlib.suppress(Exception):
+                self._lease.release()
+            self._lease = None
+
+    def _lease_lost(self, error: BaseException) -> None:
+        """Stop driving the run at once: another process holds it now."""
+        if self.outcome is None:
+            self._end("lost", error, finished=False)
 
     def resume(self, records: list[Record]) -> None:
         """Continue this run from its `records` (see `fanflow._runtime.resume`)."""
@@ -215,10 +247,36 @@ class Run:
         self.check_stuck()
 
     def state_changed(self, path: str | None, value: Any, frame: StepFrame | None) -> None:
-        """Record a change of the run's state (`path` None: the whole state)."""
-        if self.outcome is None:
-            step, invocation = (frame.step, frame.invocation) if frame else (None, None)
-            self.record(RecordKind.STATE_CHANGED, step, invocation, data=(path, value))
+        """Record a change of the run's state (`path` None: the whole state).
+
+        On a durable store a value that cannot round-trip is recorded as
+        `Unjournaled`: the run goes on, one warning names the key, and the
+        run can no longer be resumed.
+        """
+        if self.outcome is not None:
+            return
+        step, invocation = (frame.step, frame.invocation) if frame else (None, None)
+        if self.durable:
+            problem = check_state_value(value)
+            if problem is not None:
+                self._warn_unjournaled(path, problem)
+                value = Unjournaled(problem)
+        self.record(RecordKind.STATE_CHANGED, step, invocation, data=(path, value))
+
+    def _warn_unjournaled(self, path: str | None, problem: str) -> None:
+        key = path or "(the whole state)"
+        if key in self._unjournaled:
+            return
+        self._unjournaled.add(key)
+        log.warning(
+            "run %s: state %s holds %s, which cannot be journaled; the run goes on but cannot "
+            "be resumed. Keep such objects (clients, buffers) in a Resource instead: "
+            "Annotated[T, Resource(make_t)]",
+            self.run_id,
+            key,
+            problem,
+            extra={"run_id": self.run_id, "step": None},
+        )
 
     def records(self) -> list[Record]:
         """Write what is pending and return the run's records from its store."""
@@ -254,6 +312,8 @@ class Run:
             return frame.replay.emitted.popleft()
         if target is not None:
             self._target(event, target)  # a bad target raises before anything is recorded
+        if self.durable:
+            check_event(event)  # SerializationError in the step that sent it
         event_id = self.record_emitted(event, frame, target)
         self.dispatch(event_id, event, frame, target)
         return event_id
@@ -268,7 +328,7 @@ class Run:
             self.record(_EMITTED, None, None, event_id, event, target)
         else:
             self.record(_EMITTED, frame.step, frame.invocation, event_id, event, target)
-        if self.hooks:
+        if self.hooks.listeners:
             by = self.invoker._info(frame, frame.event) if frame and frame.event else None
             self.hooks.call("event_emitted", self.run_id, event_id, event, by)
         return event_id
@@ -366,9 +426,9 @@ class Run:
 
     def finish(self, stop: StopEvent, event_id: int | None, frame: StepFrame | None = None) -> None:
         """End the run with `stop`, unless a step blocked the loop past the deadline first."""
-        if self.deadline is not None and self.clock.now() >= self.deadline:
+        if self.deadline is not None and self.monotonic() >= self.deadline:
             if frame is not None and frame.slice_start < self.deadline:
-                self.blocked(frame.step, self.clock.now() - frame.slice_start)
+                self.blocked(frame.step, self.monotonic() - frame.slice_start)
             self._timed_out()
             return
         self.stop_event = stop
@@ -459,15 +519,16 @@ class Run:
         if finished and error is not None:
             self.stream.put(self._final_event(status, error))
         self.stream.close()
-        if self.hooks:
+        if self.hooks.listeners:
             self.context.run(self.hooks.call, "run_finished", self.identity, status, error)
         self._settlement = (error, result)
         on_end, self.on_end = self.on_end, None
         if on_end is not None:
             on_end()
-        if self.scheduler.close():
+        remaining = self.scheduler.close()
+        if remaining and not self.scheduler.only_current():
             self._grace = self.loop.call_later(CANCEL_GRACE, self._overdue)
-        else:
+        elif not remaining:
             self._settle()
 
     def _final_event(self, status: str, error: BaseException) -> StopEvent:

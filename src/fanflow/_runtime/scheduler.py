@@ -79,7 +79,10 @@ class Lane:
 class Scheduler:
     """Lanes and worker tasks of one run.
 
-    `invoke(lane, frame, item)` runs one invocation (the run supplies it);
+    `on_crash(error)` hears of an invocation that failed outside the step's
+    own code (which the invoker handles), so the run can end instead of hang.
+    `invoke(lane, frame, item)` starts one invocation and returns what is left
+    to await of it, if anything (the run supplies it);
     `on_drained()` is called once the scheduler is closed and its last task
     has ended.
     """
@@ -89,14 +92,16 @@ class Scheduler:
         loop: asyncio.AbstractEventLoop,
         context: contextvars.Context,
         new_frame: Callable[[str], StepFrame],
-        invoke: Callable[[Lane, StepFrame, Item], Awaitable[None]],
+        invoke: Callable[[Lane, StepFrame, Item], Awaitable[None] | None],
         on_drained: Callable[[], None],
+        on_crash: Callable[[BaseException], None],
     ) -> None:
         self.loop = loop
         self.context = context  # the run's context; every worker starts from a copy
         self._new_frame = new_frame
         self._invoke = invoke
         self._on_drained = on_drained
+        self._on_crash = on_crash
         self.lanes: dict[str, Lane] = {}
         self.tasks: dict[asyncio.Task[None], StepFrame | None] = {}
         self.busy = 0
@@ -125,17 +130,26 @@ class Scheduler:
         self.busy -= 1
         return self.busy
 
-    def offer_handoff(self, frame: StepFrame, lane: Lane) -> None:
-        """Let the worker of `frame` take over the next lane that needs a worker.
+    def handing_off(
+        self,
+        frame: StepFrame,
+        lane: Lane,
+        dispatch: Callable[[int, Event, StepFrame], None],
+        event_id: int,
+        event: Event,
+    ) -> None:
+        """Call ``dispatch(event_id, event, frame)``, letting `frame`'s worker take over a lane.
 
-        Called while it dispatches its output; only a worker whose own lane
-        is empty (it would go idle next) may take a lane over.
+        While the worker of `frame` dispatches its output, the first lane that
+        needs a new worker is promised to it instead of to a new task. Only a
+        worker whose own lane is empty (it would go idle next) may take a lane
+        over; if its lane fills up meanwhile, the promised lane gets a task.
         """
         self._offering = frame if not lane.queue else None
-
-    def end_handoff(self, frame: StepFrame, lane: Lane) -> None:
-        """Close the offer; start the taken-over lane now if this worker is busy after all."""
-        self._offering = None
+        try:
+            dispatch(event_id, event, frame)
+        finally:
+            self._offering = None
         successor = frame.successor
         if successor is not None and (lane.queue or self.closed):
             frame.successor = None
@@ -170,7 +184,15 @@ class Scheduler:
             while True:
                 queue = lane.queue
                 while queue and not self.closed:
-                    await invoke(lane, frame, queue.popleft())
+                    try:
+                        rest = invoke(lane, frame, queue.popleft())
+                        if rest is not None:
+                            await rest
+                    except asyncio.CancelledError:
+                        raise
+                    except BaseException as crash:  # a bug of ours: end the run, never hang
+                        self._on_crash(crash)
+                        return
                     await _checkpoint()
                     if frame.successor is not None and queue:
                         # More work arrived for this lane while it yielded: the
@@ -201,6 +223,10 @@ class Scheduler:
                     frame.stopping = True
                 task.cancel()
         return bool(self.tasks)
+
+    def only_current(self) -> bool:
+        """Return whether the calling task is the only worker left (it ends by itself)."""
+        return len(self.tasks) == 1 and asyncio.current_task() in self.tasks
 
     def cancel_again(self) -> list[str]:
         """Cancel the workers still alive once more; return the steps they run."""

@@ -414,7 +414,7 @@ def error_name(error: BaseException) -> str:
 def describe(value: Any) -> str:
     """Return `value` as one printable line: events as ``Name {fields}``, strings as they are."""
     if isinstance(value, Event):
-        fields = json.dumps(value.to_dict(), default=repr, ensure_ascii=False)
+        fields = json.dumps(value.model_dump(mode="json"), default=repr, ensure_ascii=False)
         text = f"{type(value).__name__} {fields}"
     elif isinstance(value, str):
         text = value

@@ -49,7 +49,13 @@ class MemoryStore:
         kept = self._runs.get(run_id)
         if kept is None:
             kept = self._runs[run_id] = _Kept(self.max_records)
-        kept.add(records)
+            kept.first = records[0]
+        held = kept.records
+        if held.maxlen is not None and len(held) + len(records) > held.maxlen:
+            kept.dropped += len(held) + len(records) - held.maxlen
+        held.extend(records)
+        if kept.subscribers:
+            kept.publish(records)
         if records[-1].kind is _RUN_FINISHED and self.max_runs is not None:
             self._finished[run_id] = None
             while len(self._finished) > self.max_runs:
@@ -129,14 +135,7 @@ class _Kept:
         self.first: Record | None = None  # RUN_STARTED, kept for listings
         self.subscribers: list[_Subscriber] = []
 
-    def add(self, records: Sequence[Record]) -> None:
-        kept = self.records
-        if self.first is None:
-            self.first = records[0]
-        overflow = len(kept) + len(records) - (kept.maxlen or len(kept) + len(records))
-        if overflow > 0:
-            self.dropped += overflow
-        kept.extend(records)
+    def publish(self, records: Sequence[Record]) -> None:
         for subscriber in self.subscribers:
             subscriber.push(records)
 
