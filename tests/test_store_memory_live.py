@@ -134,3 +134,15 @@ async def test_the_event_stream_drops_the_oldest_unread_events_past_its_limit(
     assert [e.n for e in events[:-1]] == [16, 17, 18, 19]
     assert isinstance(events[-1], StopEvent)
     assert sum("dropping the oldest" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_store_opened_from_a_url_is_closed_with_its_run(tmp_path, monkeypatch):
+    """run(store="sqlite:///...") opens the store for the run and closes it when it settles."""
+    from fanflow.stores import SqliteStore
+
+    closed: list[str] = []
+    real_close = SqliteStore.close
+    monkeypatch.setattr(SqliteStore, "close", lambda self: (closed.append("x"), real_close(self)))
+    handler = Fan(3).run(store=f"sqlite:///{tmp_path / 'runs.db'}")
+    assert await handler == 3
+    assert closed == ["x"]

@@ -231,14 +231,18 @@ class Workflow:
         returns a handler that is already done. Raises `LeaseError` if
         another live process is running it.
         """
-        store = _open(store) if store is not None else self.store
         loop = _running_loop("resume")
-        ctx = ctx if ctx is not None else Context(self)
-        run = self._new_run(loop, ctx, run_id, store, durability)
+        owned = isinstance(store, str)
+        opened = _open(store) if store is not None else self.store
         try:
-            records = store.records(run_id)
+            records = opened.records(run_id)
         except KeyError:
-            raise WorkflowRuntimeError(f"no run {run_id!r} in {type(store).__name__}") from None
+            if owned:
+                opened.close()
+            raise WorkflowRuntimeError(f"no run {run_id!r} in {type(opened).__name__}") from None
+        ctx = ctx if ctx is not None else Context(self)
+        run = self._new_run(loop, ctx, run_id, opened, durability, owned=owned)
+        store = opened
         if records and records[-1].kind is RecordKind.RUN_FINISHED:
             restore_finished(run, records)
             return run.future  # type: ignore[return-value]
@@ -249,6 +253,8 @@ class Workflow:
         reason = not_resumable(records)
         if reason is not None:
             run.release_lease()
+            if owned:
+                opened.close()
             raise WorkflowRuntimeError(f"run {run_id} cannot be resumed: {reason}")
         run.resume(records)
         return run.future  # type: ignore[return-value]
@@ -260,7 +266,12 @@ class Workflow:
         run_id: str,
         store: Store | str | None,
         durability: Durability | None,
+        *,
+        owned: bool = False,
     ) -> Run:
+        """Make a run; a store given as a URL is opened here, and closed by the run."""
+        if isinstance(store, str):
+            store, owned = _open(store), True
         run = Run(
             run_id=run_id,
             workflow_name=self.workflow_name,
@@ -268,7 +279,8 @@ class Workflow:
             ctx=ctx,
             future=loop.create_future(),
             clock=self.clock,
-            sink=_open(store) if store is not None else self.store,
+            sink=store if store is not None else self.store,
+            owns_sink=owned,
             timeout=self.timeout,
             verbose=self.verbose,
             source=self._source,

@@ -118,6 +118,10 @@ class Journal:
         elif len(pending) >= MAX_PENDING and self.durability == "batched":
             self.flush()
 
+    def continue_after(self, seq: int) -> None:
+        """Number the next record ``seq + 1`` (resuming a run whose records end at `seq`)."""
+        self.seq = seq
+
     def flush(self) -> None:
         """Write the records so far; a failed write goes to `on_error`."""
         error = self.write()

@@ -93,6 +93,7 @@ class Run:
         executor: Any = None,
         resources: Any = None,
         context: contextvars.Context | None = None,
+        owns_sink: bool = False,
     ) -> None:
         self.run_id = run_id
         self.workflow_name = workflow_name
@@ -104,6 +105,7 @@ class Run:
         self.source = source
         self.executor = executor
         self._resources = resources  # resolves a step's Resource parameters
+        self._owns_sink = owns_sink  # opened from a URL for this run: closed when it settles
         self.loop = asyncio.get_running_loop()
         # Every worker starts from a copy of this: the caller's context, plus
         # whatever a listener sets in `run_started` (a tracer's run span).
@@ -241,7 +243,7 @@ class Run:
         """Continue this run from its `records` (see `fanflow._runtime.resume`)."""
         self.identity = RunIdentity(self.run_id, self.workflow_name, resumed=True)
         self._begin()
-        self.journal.seq = records[-1].seq
+        self.journal.continue_after(records[-1].seq)
         self.record(RecordKind.RUN_RESUMED, data=self._lease.holder if self._lease else None)
         restore(self, records)
         self.check_stuck()
@@ -569,6 +571,10 @@ class Run:
         if settlement is None or future.done():
             return
         self._settlement = None
+        if self._owns_sink:
+            self._owns_sink = False
+            with contextlib.suppress(Exception):  # its records are already written
+                self.sink.close()
         error, result = settlement
         if self.cancel_requested:
             _cancel_future(future)
@@ -581,7 +587,11 @@ class Run:
 
     def settle_finished(self, status: str, stop: StopEvent | None, error: BaseException) -> None:
         """Settle a run whose records say it already ended (resuming a finished run)."""
-        self.journal.closed = True
+        self.journal.close()  # nothing to write: the records say it ended
+        if self._owns_sink:
+            self._owns_sink = False
+            with contextlib.suppress(Exception):
+                self.sink.close()
         self.outcome = status
         if stop is not None:
             self.stop_event = stop
