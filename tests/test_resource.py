@@ -185,3 +185,39 @@ def test_validate_makes_resources_only_when_asked():
     assert made == []
     flow.validate(validate_resources=True)
     assert made == [1]
+
+
+async def test_a_run_injects_resources_made_once_per_workflow_instance():
+    """Steps get their Annotated resources; a cached one is made once for all runs."""
+    made: list[str] = []
+
+    async def get_client() -> str:
+        made.append("client")
+        return "client"
+
+    class Uses(Workflow):
+        @step
+        async def start(
+            self, ev: StartEvent, client: Annotated[str, Resource(get_client)]
+        ) -> StopEvent:
+            return StopEvent(result=client)
+
+    flow = Uses()
+    assert [await flow.run(), await flow.run()] == ["client", "client"]
+    assert made == ["client"]
+    await Uses().run()
+    assert made == ["client", "client"]
+
+
+async def test_a_plain_def_step_gets_its_resources_in_its_thread():
+    """Resources are made in the loop and passed to a plain def step running in a thread."""
+
+    def get_name() -> str:
+        return "from a resource"
+
+    class Plain(Workflow):
+        @step
+        def start(self, ev: StartEvent, name: Annotated[str, Resource(get_name)]) -> StopEvent:
+            return StopEvent(result=name)
+
+    assert await Plain().run() == "from a resource"

@@ -30,7 +30,7 @@ from fanflow.errors import StartEventError, WorkflowRuntimeError, WorkflowValida
 from fanflow.events import StartEvent
 from fanflow.graph import StepGraph, build_graph
 from fanflow.handler import WorkflowHandler
-from fanflow.resource import resource_problems
+from fanflow.resource import ResourceManager, resolve_resources, resource_problems
 from fanflow.serialize import not_resumable
 from fanflow.step import StepSpec, build_spec, get_spec
 from fanflow.stores.memory import MemoryStore
@@ -140,6 +140,8 @@ class Workflow:
                 )
         self.executor = executor
         self.listeners = tuple(listeners)
+        # Cached Resource values of this instance, shared by all its runs.
+        self.resource_manager = ResourceManager()
         self.num_concurrent_runs = num_concurrent_runs
         self.workflow_name = workflow_name or type(self).__name__
         self._active_runs = 0
@@ -287,11 +289,15 @@ class Workflow:
             durability=check_durability(durability) if durability else self.durability,
             listeners=self.listeners,
             executor=self.executor,
+            resources=self._resolve_resources,
             context=contextvars.copy_context(),
         )
         run.future = WorkflowHandler(ctx, run, loop)
         ctx._attach(run)
         return run
+
+    async def _resolve_resources(self, params: tuple[Any, ...]) -> dict[str, Any]:
+        return await resolve_resources(params, self.resource_manager)
 
     def _start_event(self, given: StartEvent | None, kwargs: dict[str, Any]) -> StartEvent:
         start_type = self._start_type
