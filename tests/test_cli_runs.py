@@ -105,7 +105,7 @@ def test_run_is_journaled_in_the_default_database(
     run_id = run_id_of(err)
     assert (tmp_path / "fanflow-runs.db").exists()
     runs = listed(capsys)
-    assert runs[run_id][:2] == ["Count", "ok"]
+    assert runs[run_id][:2] == ["cli_runs_flows.Count", "ok"]
 
 
 def test_list_is_a_table_newest_first_with_status_and_limit(
@@ -232,7 +232,7 @@ def test_human_input_across_processes(tmp_path: Path) -> None:
 
     listing = fanflow("runs", "list", cwd=tmp_path)
     row = next(line.split() for line in listing.stdout.splitlines() if line.startswith(run_id))
-    assert row[1:3] == ["Greet", "ok"]
+    assert row[1:3] == ["cli_runs_flows.Greet", "ok"]
 
 
 def test_resume_reads_a_line_for_a_waiting_run(

@@ -436,7 +436,7 @@ async def test_context_serves_one_run_at_a_time(spin, finish):
     await spin()
 
     assert ctx.is_running and ctx.run_id == handler.run_id
-    with pytest.raises(WorkflowRuntimeError, match=r"already used by running run"):
+    with pytest.raises(WorkflowRuntimeError, match=r"already running run"):
         flow.run(ctx=ctx)
     gate.set()
     await finish(handler)

@@ -69,7 +69,7 @@ async def test_a_listener_hears_the_run_steps_retries_and_events_in_order(finish
     flow = Twice(listeners=[recorder], clock=MockClock(autojump=True))
     assert await finish(flow.run()) == "ok"
     assert recorder.calls == [
-        ("run_started", "Twice"),
+        ("run_started", "test_hooks.Twice"),
         ("event_emitted", "StartEvent", None),
         ("step_started", "start", 1),
         ("step_finished", "start", "Middle"),
@@ -148,7 +148,9 @@ async def test_a_global_listener_hears_every_workflow(finish):
     finally:
         remove_listener(recorder)
     await finish(SeesSpan().run())
-    assert [c for c in recorder.calls if c[0] == "run_started"] == [("run_started", "SeesSpan")]
+    assert [c for c in recorder.calls if c[0] == "run_started"] == [
+        ("run_started", "test_hooks.SeesSpan")
+    ]
 
 
 class Broken(Listener):

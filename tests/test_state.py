@@ -12,6 +12,7 @@ from fanflow import (
     FanflowError,
     StartEvent,
     StateError,
+    StateTypeError,
     StopEvent,
     Workflow,
     WorkflowValidationError,
@@ -232,8 +233,8 @@ async def test_missing_path_in_a_step_fails_the_run_naming_the_path(finish):
         await finish(Flow().run())
 
 
-def test_steps_with_different_state_types_fail_at_construction():
-    """Two steps declaring different Context[...] state types fail, naming both types."""
+async def test_steps_with_unrelated_state_types_fail_when_run():
+    """Unrelated Context[...] state types fail on the first run (a ValueError), naming both."""
 
     class Other(pydantic.BaseModel):
         x: int = 0
@@ -247,8 +248,32 @@ def test_steps_with_different_state_types_fail_at_construction():
         async def finish(self, ctx: Context[Other], ev: Tick) -> StopEvent:
             return StopEvent()
 
-    with pytest.raises(WorkflowValidationError, match=r"different state types \(AppState, Other\)"):
-        Flow()
+    flow = Flow()  # like the reference: the state types are checked when it first runs
+    with pytest.raises(StateTypeError, match=r"\(AppState, Other\) are not in a compatible"):
+        await flow.run()
+    assert issubclass(StateTypeError, ValueError)
+
+
+async def test_state_types_along_one_inheritance_chain_use_the_most_derived():
+    """A base step's Context[Base] and a child step's Context[Child] share one Child state."""
+
+    class Child(AppState):
+        extra: int = 0
+
+    class Flow(Workflow):
+        @step
+        async def start(self, ctx: Context[AppState], ev: StartEvent) -> Tick:
+            await ctx.store.set("count", 2)
+            return Tick()
+
+        @step
+        async def finish(self, ctx: Context[Child], ev: Tick) -> StopEvent:
+            await ctx.store.set("extra", 3)
+            return StopEvent(result=await ctx.store.get_state())
+
+    state = await Flow().run()
+    assert isinstance(state, Child)
+    assert (state.count, state.extra) == (2, 3)
 
 
 def test_state_type_without_defaults_fails_at_construction():

@@ -6,6 +6,7 @@ they reach ``await handler`` as the same object.
 
     FanflowError
     ├── WorkflowValidationError       the workflow's definition is wrong
+    │   ├── StateTypeError                steps' state types are unrelated (also a ValueError)
     │   └── WorkflowConfigurationError    the step graph is inconsistent
     ├── WorkflowRuntimeError          a run went wrong while running
     │   ├── WorkflowStuckError            nothing can make progress
@@ -37,6 +38,7 @@ __all__ = [
     "SerializationError",
     "StartEventError",
     "StateError",
+    "StateTypeError",
     "StepOutputError",
     "StepTimeoutError",
     "StoreError",
@@ -58,6 +60,10 @@ class FanflowError(Exception):
 
 class WorkflowValidationError(FanflowError):
     """The workflow's definition is wrong: a step signature, annotation or setting."""
+
+
+class StateTypeError(WorkflowValidationError, ValueError):
+    """The steps declare state types that are not in one inheritance chain."""
 
 
 class WorkflowConfigurationError(WorkflowValidationError):

@@ -263,7 +263,7 @@ def _check_settings(
 ) -> None:
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
         raise WorkflowValidationError(
-            f"{where}: num_workers must be an int >= 1, got {num_workers!r}."
+            f"{where}: num_workers must be an integer greater than 0, got {num_workers!r}."
         )
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise WorkflowValidationError(

@@ -26,7 +26,12 @@ from fanflow._runtime.run import Run
 from fanflow._runtime.table import StepTable, bind
 from fanflow.clock import Clock, SystemClock
 from fanflow.context import Context
-from fanflow.errors import StartEventError, WorkflowRuntimeError, WorkflowValidationError
+from fanflow.errors import (
+    StartEventError,
+    StateTypeError,
+    WorkflowRuntimeError,
+    WorkflowValidationError,
+)
 from fanflow.events import StartEvent
 from fanflow.graph import StepGraph, build_graph
 from fanflow.handler import WorkflowHandler
@@ -98,7 +103,7 @@ class Workflow:
         and, with `validate_resources`, makes every resource once; a problem
         there raises `WorkflowValidationError` naming the step and parameter.
         """
-        validate(self._table.graph, type(self).__name__)
+        self._check()
         problems = resource_problems(
             ((spec.name, spec.resources) for spec in self.step_specs()),
             configs=validate_resource_configs,
@@ -143,7 +148,10 @@ class Workflow:
         # Cached Resource values of this instance, shared by all its runs.
         self.resource_manager = ResourceManager()
         self.num_concurrent_runs = num_concurrent_runs
-        self.workflow_name = workflow_name or type(self).__name__
+        cls = type(self)
+        # As in LlamaIndex Workflows: module plus qualified class name. A file
+        # the CLI loads is imported under its stem, so every process agrees.
+        self.workflow_name = workflow_name or f"{cls.__module__}.{cls.__qualname__}"
         self._active_runs = 0
         self._waiting_runs: deque[tuple[Run, StartEvent]] = deque()
         self.timeout = timeout
@@ -155,7 +163,7 @@ class Workflow:
         self._source = _source(type(self))
         specs = self.step_specs()
         self._table = StepTable(bind(spec, self) for spec in specs)
-        self.state_type = _state_type(type(self).__name__, specs)
+        self.state_type, self._state_problem = _state_type(type(self).__name__, specs)
         self._validated = disable_validation
         if not disable_validation:
             # Like the reference: a missing start or stop fails at construction,
@@ -182,7 +190,7 @@ class Workflow:
         `durability` override the workflow's for this run.
         """
         if not self._validated:
-            validate(self._table.graph, type(self).__name__)
+            self._check()
             self._validated = True
         loop = _running_loop("run")
         if ctx is not None and ctx._saved_records:
@@ -296,6 +304,11 @@ class Workflow:
         ctx._attach(run)
         return run
 
+    def _check(self) -> None:
+        if self._state_problem is not None:
+            raise StateTypeError(self._state_problem)
+        validate(self._table.graph, type(self).__name__)
+
     async def _resolve_resources(self, params: tuple[Any, ...]) -> dict[str, Any]:
         return await resolve_resources(params, self.resource_manager)
 
@@ -355,21 +368,31 @@ def _source(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _state_type(workflow: str, specs: list[StepSpec]) -> type[Any] | None:
+def _state_type(workflow: str, specs: list[StepSpec]) -> tuple[type[Any] | None, str | None]:
+    """Return the state type the steps agree on, or None, and the problem if they do not.
+
+    Steps may declare types along one inheritance chain (a base workflow's
+    steps ``Context[Base]``, a subclass's ``Context[Child]``): the most
+    derived one is the run's state. Unrelated types are a problem, raised
+    when the workflow first runs.
+    """
     types = {spec.state_type for spec in specs if spec.state_type is not None}
-    if len(types) > 1:
+    if not types:
+        return None, None
+    derived = [t for t in types if all(issubclass(t, other) for other in types)]
+    if not derived:
         names = ", ".join(sorted(t.__name__ for t in types))
-        raise WorkflowValidationError(
-            f"{workflow}: steps declare different state types ({names}); "
-            "use one Context[MyState] for all steps"
+        return None, (
+            f"{workflow}: the steps' state types ({names}) are not in a compatible "
+            "inheritance hierarchy; use one Context[MyState] for all steps, or types where "
+            "each is a subclass of the other"
         )
-    state_type = types.pop() if types else None
-    if state_type is not None:
-        try:
-            state_type()
-        except (TypeError, ValidationError) as exc:
-            raise WorkflowValidationError(
-                f"{workflow}: state type {state_type.__name__} must build with no arguments "
-                f"(give every field a default): {exc}"
-            ) from None
-    return state_type
+    state_type = derived[0]
+    try:
+        state_type()
+    except (TypeError, ValidationError) as exc:
+        raise WorkflowValidationError(
+            f"{workflow}: state type {state_type.__name__} must build with no arguments "
+            f"(give every field a default): {exc}"
+        ) from None
+    return state_type, None

@@ -80,8 +80,9 @@ class EventStream:
         """Return the one iterator over this stream; a second call raises."""
         if self._consumed:
             raise WorkflowRuntimeError(
-                "stream_events() was already called for this run; a run's events go to "
-                "one consumer. Keep the first iterator (or fan it out yourself)."
+                "All the streamed events have already been consumed: stream_events() was "
+                "already called for this run, and a run's events go to one consumer. Keep the "
+                "first iterator, or follow handler.records() (any number of readers)."
             )
         self._consumed = True
         return self._iterate()

@@ -13,14 +13,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
-from pydantic_core import to_jsonable_python
 
 from fanflow._runtime.frame import StepFrame, current_frame
 from fanflow._runtime.records import Record, RecordKind
 from fanflow._runtime.run import Run
 from fanflow._runtime.state import DictState, StateStore
 from fanflow.context.serializers import BaseSerializer, JsonSerializer, PickleSerializer
-from fanflow.errors import SchemaVersionError, SerializationError, WorkflowRuntimeError
+from fanflow.errors import (
+    ContextStateError,
+    SchemaVersionError,
+    SerializationError,
+    WorkflowRuntimeError,
+)
 from fanflow.events import Event
 from fanflow.retry import RetryInfo
 from fanflow.serialize import SCHEMA_VERSION, record_to_text_row, row_to_record
@@ -51,8 +55,8 @@ class Context(Generic[StateT]):
 
     def _attach(self, run: Run) -> None:
         if self._run is not None and self._run.outcome is None:
-            raise WorkflowRuntimeError(
-                f"this Context is already used by running run {self._run.run_id}; "
+            raise ContextStateError(
+                f"this Context is already running run {self._run.run_id}; "
                 "a Context serves one run at a time"
             )
         self._run = run
@@ -85,15 +89,17 @@ class Context(Generic[StateT]):
 
     # ------------------------------------------------------------ saving
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, serializer: BaseSerializer | None = None) -> dict[str, Any]:
         """Return this context as JSON-ready data: its state and its run's records.
 
-        ``Context.from_dict(workflow, data)`` turns it back into a context;
-        ``workflow.run(ctx=...)`` with it continues the run where it stood.
+        The state is written as `StateStore.to_dict` writes it, values by
+        `serializer` (default `JsonSerializer`). ``Context.from_dict(workflow,
+        data)`` turns it back into a context; ``workflow.run(ctx=...)`` with
+        it continues the run where it stood.
         """
         data: dict[str, Any] = {
             "version": SCHEMA_VERSION,
-            "state": to_jsonable_python(self.store.snapshot()),
+            "state": self.store.to_dict(serializer or JsonSerializer()),
             "records": [],
         }
         if self._run is not None:
@@ -101,8 +107,10 @@ class Context(Generic[StateT]):
         return data
 
     @classmethod
-    def from_dict(cls, workflow: Any, data: dict[str, Any]) -> Context[Any]:
-        """Rebuild a context saved with `to_dict` for `workflow`."""
+    def from_dict(
+        cls, workflow: Any, data: dict[str, Any], serializer: BaseSerializer | None = None
+    ) -> Context[Any]:
+        """Rebuild a context saved with `to_dict` for `workflow` (same `serializer`)."""
         if not isinstance(data, dict) or "state" not in data:
             raise SerializationError("Context.from_dict() needs the dict made by ctx.to_dict()")
         if data.get("version", 0) > SCHEMA_VERSION:
@@ -111,7 +119,12 @@ class Context(Generic[StateT]):
                 f"up to {SCHEMA_VERSION}"
             )
         ctx: Context[Any] = cls(workflow)
-        ctx.store.restore(None, data["state"])
+        state = data["state"]
+        if isinstance(state, dict) and "state_data" in state:
+            saved = StateStore.from_dict(state, serializer or JsonSerializer())
+            ctx.store.restore(None, saved.snapshot())
+        else:  # the plain-JSON state of fanflow 0.1
+            ctx.store.restore(None, state)
         records = [row_to_record(row) for row in data.get("records", [])]
         if records and records[-1].kind is not RecordKind.RUN_FINISHED:
             ctx._saved_records = records
