@@ -6,6 +6,7 @@
     fanflow runs list
     fanflow runs send RUN_ID --event '{"type": "HumanResponseEvent", "data": {"response": "Ada"}}'
     fanflow port my_project/ --diff
+    fanflow serve app.py --port 8080
 
 A target is ``path/to/file.py:FlowClass`` or ``package.module:FlowClass``
 (``:FlowClass`` may be left out when the file defines one workflow). Every
@@ -39,6 +40,7 @@ from fanflow.cli._run import (
     start_arguments,
 )
 from fanflow.cli._runs import add_runs
+from fanflow.cli._serve import add_serve
 from fanflow.cli._target import Target, TargetError, file_source, load_target
 from fanflow.drawing import draw_all_possible_flows, to_dot, to_mermaid
 from fanflow.drawing._model import workflow_class
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_draw(commands, common)
     add_runs(commands, common, following)
     _add_port(commands, common)
+    add_serve(commands, common)
     return parser
 
 
