@@ -235,7 +235,9 @@ class WorkflowServer:
                     f"got {type(event).__name__}",
                 )
             start = event
-        return served, self.runs.run(served, start)
+        handler = self.runs.run(served, start)
+        await self.runs.committed(handler)
+        return served, handler
 
     async def _run_nowait(self, request: Request) -> Response:
         served, handler = await self._start(request)

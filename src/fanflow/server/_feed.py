@@ -55,6 +55,10 @@ class FeedStore:
                 loop = asyncio.get_running_loop()
                 loop.call_later(KEEP_FINISHED, self._tails.pop, run_id, None)
 
+    def written(self, run_id: str) -> bool:
+        """Return whether this process has written records of `run_id` (kept in memory)."""
+        return run_id in self._tails
+
     def wake(self, run_id: str) -> None:
         """Wake the readers of `run_id` (new records may be there)."""
         waker = self._wakers.pop(run_id, None)

@@ -74,7 +74,8 @@ class SqliteMailbox:
     async def post(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
         """Leave a message for run `run_id`."""
         self._conn.execute(
-            "INSERT INTO fanflow_server_mail (run_id, kind, payload, posted_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO fanflow_server_mail (run_id, kind, payload, posted_at) "
+            "VALUES (?, ?, ?, ?)",
             (run_id, kind, json.dumps(payload), time.time()),
         )
 

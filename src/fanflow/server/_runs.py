@@ -188,6 +188,14 @@ class Runs:
         self._keep(handler)
         return handler
 
+    async def committed(self, handler: WorkflowHandler, within: float = 5.0) -> None:
+        """Return once the run's first records are in the database (other replicas see it)."""
+        deadline = time.monotonic() + within
+        while not self.feed.written(handler.run_id) and not handler.done():
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.001)
+
     def _keep(self, handler: WorkflowHandler) -> None:
         run_id = handler.run_id
         self.local[run_id] = handler
