@@ -40,6 +40,7 @@ from fanflow.cli._run import (
     start_arguments,
 )
 from fanflow.cli._runs import add_runs
+from fanflow.cli._worker import add_submit, add_worker
 from fanflow.cli._serve import add_serve
 from fanflow.cli._target import Target, TargetError, file_source, load_target
 from fanflow.drawing import draw_all_possible_flows, to_dot, to_mermaid
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(commands, common)
     _add_draw(commands, common)
     add_runs(commands, common, following)
+    add_submit(commands, common)
+    add_worker(commands, common)
     _add_port(commands, common)
     add_serve(commands, common)
     return parser
