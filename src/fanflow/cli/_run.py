@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
-import os
 import shlex
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO, cast
 
 from pydantic import ValidationError
 
+from fanflow._runtime.hooks import add_listener, remove_listener
 from fanflow._runtime.records import Record, RecordKind, Store
 from fanflow.cli._answer import (
     RESPONSE,
@@ -33,7 +33,7 @@ from fanflow.cli._answer import (
     has_default,
     hint_data,
 )
-from fanflow.cli._progress import Above, Progress, StatusBlock
+from fanflow.cli._progress import Above, LiveView, Progress, ProgressListener
 from fanflow.errors import WorkflowCancelledByUser
 from fanflow.events import Event, InputRequiredEvent, StopEvent
 from fanflow.handler import WorkflowHandler
@@ -134,14 +134,26 @@ class Ui:
     def __init__(self, out: TextIO, err: TextIO, *, live: bool, quiet: bool = False) -> None:
         self.err = err
         self.progress = Progress()
-        self.block = StatusBlock(err, _width(err)) if live else None
+        # Counts a run started here from the engine's hooks (see `listen`).
+        self.listener = ProgressListener(self.progress)
+        self.heard = False
+        self.view = LiveView(self.progress, err) if live and not quiet else None
         # Above is a text stream in all but typeshed's name for it.
-        self.out: TextIO = cast(TextIO, Above(out, self.block)) if self.block else out
+        self.out: TextIO = cast(TextIO, Above(out, self.view)) if self.view else out
         self.quiet = quiet
         self.seen = 0
 
+    def listen(self) -> contextlib.AbstractContextManager[None]:
+        """Count the next run started in this process from its hooks, not its records."""
+        return _listening(self)
+
     def update(self, store: Store, run_id: str) -> bool:
-        """Count the run's records written since the last update; return whether any were."""
+        """Count the run's records written since the last update; return whether any were.
+
+        A run counted from its hooks (`listen`) needs no reading: return True.
+        """
+        if self.heard and self.listener.run_id == run_id:
+            return True
         try:
             records = store.records(run_id)
         except KeyError:
@@ -151,15 +163,21 @@ class Ui:
 
     async def watch(self, store: Store, run_id: str) -> None:
         """Show progress until cancelled: redrawn in place live, as plain lines otherwise."""
-        tick = LIVE_TICK if self.block else PLAIN_TICK
+        tick = LIVE_TICK if self.view else PLAIN_TICK
+        last = Progress().lines()  # nothing counted: not worth a line
+        if self.view is not None:
+            self.view.start()
         while True:
             await asyncio.sleep(tick)
             changed = self.update(store, run_id)
             if self.quiet:
                 continue
-            if self.block is not None:
-                self.block.show(self.progress.lines())
-            elif changed:
+            if self.view is not None:
+                self.view.update()
+                continue
+            lines = self.progress.lines()
+            changed, last = changed and lines != last, lines
+            if changed:
                 print("progress: " + " | ".join(self.progress.lines()), file=self.err)
 
     def event(self, event: Event) -> None:
@@ -168,25 +186,28 @@ class Ui:
 
     def capture_stdout(self) -> contextlib.AbstractContextManager[Any]:
         """Send what the run prints (``verbose``, steps' own prints) above the live status."""
-        if self.block is None:
+        if self.view is None:
             return contextlib.nullcontext()
         return contextlib.redirect_stdout(self.out)
 
     def finish(self, store: Store, run_id: str) -> None:
         """Erase the live status and print the final counts."""
         self.update(store, run_id)
-        if self.block is not None:
-            self.block.clear()
+        if self.view is not None:
+            self.view.stop()
         if not self.quiet:
             for line in self.progress.lines()[1:]:
                 print(line, file=self.err)
 
 
-def _width(stream: TextIO) -> int:
+@contextlib.contextmanager
+def _listening(ui: Ui) -> Iterator[None]:
+    add_listener(ui.listener)
+    ui.heard = True
     try:
-        return os.get_terminal_size(stream.fileno()).columns
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return 100
+        yield
+    finally:
+        remove_listener(ui.listener)
 
 
 @dataclass
@@ -219,7 +240,8 @@ async def run_workflow(
 
     The run's id is printed first (on stderr); see `follow` for the rest.
     """
-    handler = wf.run(**kwargs)
+    with ui.listen():
+        handler = wf.run(**kwargs)
     print(f"run {handler.run_id}", file=ui.err, flush=True)
     inputs = replace(inputs or Inputs(), workflow=wf)
     return await follow(handler, wf.store, ui, inputs=inputs, debug=debug)
@@ -320,7 +342,7 @@ async def _answer(
     The answer has the type the run waits for (see `answer_for`); a plain
     HumanResponseEvent is asked one line, its ``response``.
     """
-    records = await _records_with(store, handler.run_id, request)
+    records = await _records_with(handler, request)
     answer = answer_for(records, inputs.workflow, request)
     names = fields_to_ask(answer)
     while True:
@@ -350,17 +372,15 @@ async def _answer(
         return
 
 
-async def _records_with(store: Store, run_id: str, request: Event) -> list[Record]:
+async def _records_with(handler: WorkflowHandler, request: Event) -> list[Record]:
     """Return the run's records, once the one of `request` is among them if it comes soon.
 
-    A "batched" journal writes at the end of an event-loop turn, which may
-    come after the request reached the stream; an "exit" one writes at the
-    end of the run, so after a few turns `answer_for` makes do without it.
+    The records so far include those not written yet; the wait's record may
+    still trail the request on the stream by a loop turn or two.
     """
     records: list[Record] = []
     for _ in range(JOURNAL_TURNS):
-        with contextlib.suppress(KeyError):
-            records = store.records(run_id)
+        records = handler.records_so_far()
         if any(r.event is request or r.event == request for r in records):
             break
         await asyncio.sleep(0)
