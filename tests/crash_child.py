@@ -218,7 +218,7 @@ async def _ask(store: KillSwitch, run_id: str | None, out: Out) -> None:
     async for event in handler.stream_events():
         if isinstance(event, InputRequiredEvent):
             break
-    handler.ctx._run.journal.flush()  # the wait is in the store before we say so
+    await handler.ctx._run.committed()  # the wait is in the store before we say so
     out({"waiting": True})
     out({"result": await handler})
 

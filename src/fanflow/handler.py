@@ -63,6 +63,10 @@ class WorkflowHandler(asyncio.Future[Any]):
         """
         return self._run.subscribe(after)
 
+    def records_so_far(self) -> list[Record]:
+        """Return the run's records up to now, those its store has and those on their way."""
+        return self._run.records()
+
     def cancel_run(self) -> asyncio.Future[None]:
         """Stop the run now; ``await handler`` then raises `WorkflowCancelledByUser`.
 

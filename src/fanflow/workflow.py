@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from fanflow._runtime.hooks import Listener
-from fanflow._runtime.journal import Durability, check_durability
+from fanflow._runtime.journal import RETRY_LIMIT, Durability, check_durability
 from fanflow._runtime.records import RecordKind, Store
 from fanflow._runtime.resume import restore_finished
 from fanflow._runtime.run import Run
@@ -57,7 +57,13 @@ class Workflow:
     run's time source and record sink; `durability` says when records reach
     a durable store. `num_concurrent_runs` caps this instance's runs in
     progress (the rest start as others end); `workflow_name` names its runs
-    in records and listings (default: the class name).
+    in records and listings (default: ``module.QualifiedClassName``).
+    `executor` decides where step bodies run (default: ``async def`` in the
+    loop, plain ``def`` in a thread; see `fanflow.executor`); `listeners`
+    hear every run of this workflow (see `fanflow.hooks`). A durable store
+    that fails to write is retried for `store_retry_limit` seconds, the run
+    held meanwhile; past it the run stops as "interrupted", resumable once
+    the store is back.
     """
 
     _step_specs: ClassVar[dict[str, StepSpec]] = {}
@@ -126,6 +132,7 @@ class Workflow:
         workflow_name: str | None = None,
         executor: Any = None,
         listeners: list[Listener] | tuple[Listener, ...] = (),
+        store_retry_limit: float = RETRY_LIMIT,
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise WorkflowValidationError(f"Workflow timeout must be None or > 0, got {timeout!r}")
@@ -143,6 +150,11 @@ class Workflow:
                 raise WorkflowValidationError(
                     f"listeners take fanflow.hooks.Listener objects, got {type(listener).__name__}"
                 )
+        if not (isinstance(store_retry_limit, (int, float)) and store_retry_limit >= 0):
+            raise WorkflowValidationError(
+                f"store_retry_limit must be a number of seconds >= 0, got {store_retry_limit!r}"
+            )
+        self.store_retry_limit = float(store_retry_limit)
         self.executor = executor
         self.listeners = tuple(listeners)
         # Cached Resource values of this instance, shared by all its runs.
@@ -311,6 +323,7 @@ class Workflow:
             listeners=self.listeners,
             executor=self.executor,
             resources=self._resolve_resources,
+            retry_limit=self.store_retry_limit,
             context=contextvars.copy_context(),
         )
         run.future = WorkflowHandler(ctx, run, loop)

@@ -66,6 +66,7 @@ class Owner(Protocol):
     outcome: str | None
     deadline: float | None
     durable: bool
+    sync_writes: bool
     executor: Any
     replays: dict[tuple[str, int], Replay]
     last_finished: tuple[str, Event | None] | None
@@ -84,6 +85,7 @@ class Owner(Protocol):
         attempts: int | None = None,
     ) -> None: ...
     def recover(self, frame: StepFrame, error: Exception, elapsed: float) -> bool: ...
+    async def committed(self) -> None: ...
     def check_stuck(self) -> None: ...
     def blocked(self, step: str, seconds: float) -> None: ...
     async def resources(self, lane: Lane) -> dict[str, Any]: ...
@@ -204,6 +206,8 @@ class Invoker:
                 return
             frame.undo = None
             self._finished(lane, frame, output, now() - started, info)
+            if owner.sync_writes:
+                await owner.committed()  # "sync": this step transition is written first
             return
 
     def _info(self, frame: StepFrame, event: Event) -> InvocationInfo:

@@ -33,7 +33,7 @@ from fanflow._runtime.frame import Replay, StepFrame
 from fanflow._runtime.hooks import VERBOSE, Hooks, InternalEvents, Listener, RunIdentity
 from fanflow._runtime.inbox import Inbox
 from fanflow._runtime.invoke import Invoker, spec_resources
-from fanflow._runtime.journal import Durability, Journal
+from fanflow._runtime.journal import RETRY_LIMIT, Durability, Journal, JournalInterrupted
 from fanflow._runtime.lease import Lease
 from fanflow._runtime.records import Record, RecordKind, Store
 from fanflow._runtime.resume import restore
@@ -43,6 +43,7 @@ from fanflow._runtime.table import StepBinding, StepTable
 from fanflow._values import Unjournaled, check_event, check_state_value
 from fanflow.clock import Clock, SystemClock, Timer
 from fanflow.errors import (
+    LeaseError,
     UnroutableEventError,
     WorkflowCancelledByUser,
     WorkflowRuntimeError,
@@ -94,6 +95,7 @@ class Run:
         resources: Any = None,
         context: contextvars.Context | None = None,
         owns_sink: bool = False,
+        retry_limit: float = RETRY_LIMIT,
     ) -> None:
         self.run_id = run_id
         self.workflow_name = workflow_name
@@ -116,10 +118,20 @@ class Run:
         self.now = time.time if system else clock.now
         # Durations and deadlines: the clock's own time, skipping a method call.
         self.monotonic = time.monotonic if system else clock.now
-        self.journal = Journal(run_id, sink, durability, self.now, self._write_failed)
+        self.journal = Journal(
+            run_id,
+            sink,
+            durability,
+            self.now,
+            self._write_failed,
+            on_hold=self._hold,
+            on_idle=self._maybe_settle,
+            retry_limit=retry_limit,
+        )
         # Events and state of a durable run are read back by other processes:
         # what cannot round-trip is refused (events) or flagged (state) at once.
         self.durable = bool(getattr(sink, "durable", False))
+        self.sync_writes = self.durable and durability == "sync"
         self._unjournaled: set[str] = set()
         self.record = self.journal.record
         self.stream = EventStream()
@@ -131,7 +143,7 @@ class Run:
             self.context,
             self._new_frame,
             self.invoker.invoke,
-            self._settle,
+            self._maybe_settle,
             self._crashed,
         )
         self.hooks = Hooks((*listeners, VERBOSE) if verbose else listeners)
@@ -153,7 +165,9 @@ class Run:
         self._blocked: tuple[str, float] | None = None
         self._lease: Lease | None = None
         self._timer: Timer | None = None
+        self._paused_left: float | None = None  # timeout left while held by the store
         self._grace: asyncio.TimerHandle | None = None
+        self._overdue_tasks = False
         self._settlement: tuple[BaseException | None, Any] | None = None
 
     @property
@@ -183,13 +197,50 @@ class Run:
         resolved: dict[str, Any] = await self._resources(spec_resources(lane.binding.spec))
         return resolved
 
+    async def committed(self) -> None:
+        """Wait until every record so far is in the store ("sync" durability)."""
+        await self.journal.drain()
+
     def blocked(self, step: str, seconds: float) -> None:
         """Note that `step` held the event loop for `seconds` across the deadline."""
         if self._blocked is None:
             self._blocked = (step, seconds)
 
     def _write_failed(self, error: BaseException) -> None:
-        self.fail(error)
+        """End the run on a write that failed for good: lost, interrupted or failed."""
+        if isinstance(error, LeaseError):
+            status = "lost"
+        elif isinstance(error, JournalInterrupted):
+            status = "interrupted"
+        else:
+            status = "failed"
+        if self.outcome is None:
+            if status == "failed":
+                self.fail(error)
+            else:
+                self._end(status, error, finished=False)
+        elif self._settlement is not None:
+            # Ended already, but its last records could not be written: the
+            # caller must not take a result the journal does not hold.
+            self.outcome = status
+            self._settlement = (error, None)
+            self._maybe_settle()
+
+    def _hold(self, held: bool) -> None:
+        """Hold the run while its store catches up: no new invocations, timeout paused."""
+        if self.outcome is not None:
+            return
+        if held:
+            self.scheduler.pause()
+            if self._timer is not None and self.deadline is not None:
+                self._timer.cancel()
+                self._paused_left = max(0.0, self.deadline - self.monotonic())
+        else:
+            self.scheduler.resume()
+            if self._paused_left is not None:
+                left, self._paused_left = self._paused_left, None
+                self.deadline = self.monotonic() + left
+                self._timer = self.clock.call_later(left, self._timed_out)
 
     def _crashed(self, error: BaseException) -> None:
         if isinstance(error, Exception):
@@ -281,12 +332,14 @@ class Run:
         )
 
     def records(self) -> list[Record]:
-        """Write what is pending and return the run's records from its store."""
+        """Return the run's records: those in its store, then those not yet written."""
         self.journal.flush()
         try:
-            return self.sink.records(self.run_id)
+            stored = self.sink.records(self.run_id)
         except KeyError:
-            return []
+            stored = []
+        last = stored[-1].seq if stored else 0
+        return stored + [r for r in self.journal.unwritten() if r.seq > last]
 
     def subscribe(self, after: int = 0) -> AsyncIterator[Record]:
         """Follow the run's records from ``seq > after`` (see `Store.subscribe`)."""
@@ -512,12 +565,8 @@ class Run:
         if self._timer is not None:
             self._timer.cancel()
         self.inbox.close()
-        write_error = self.journal.close()
+        write_error = self.journal.close()  # in the background: reported to _write_failed
         error = error or write_error
-        if self._lease is not None:
-            # A lease the store could not release lapses after its ttl.
-            with contextlib.suppress(Exception):
-                self._lease.release()
         if finished and error is not None:
             self.stream.put(self._final_event(status, error))
         self.stream.close()
@@ -530,8 +579,7 @@ class Run:
         remaining = self.scheduler.close()
         if remaining and not self.scheduler.only_current():
             self._grace = self.loop.call_later(CANCEL_GRACE, self._overdue)
-        elif not remaining:
-            self._settle()
+        self._maybe_settle()
 
     def _final_event(self, status: str, error: BaseException) -> StopEvent:
         """Return the event that ends the stream of a run that did not succeed."""
@@ -560,7 +608,15 @@ class Run:
             CANCEL_GRACE,
             extra={"run_id": self.run_id, "step": None},
         )
-        self._settle()
+        self._overdue_tasks = True
+        self._maybe_settle()
+
+    def _maybe_settle(self) -> None:
+        """Settle once the run has ended, its workers are done and its records are written."""
+        if self._settlement is None:
+            return
+        if (self._overdue_tasks or not self.scheduler.tasks) and self.journal.idle:
+            self._settle()
 
     def _settle(self) -> None:
         """Give the caller the run's result: every worker task has finished."""
@@ -571,6 +627,10 @@ class Run:
         if settlement is None or future.done():
             return
         self._settlement = None
+        if self._lease is not None:
+            # After the last write; a lease the store could not release lapses after its ttl.
+            with contextlib.suppress(Exception):
+                self._lease.release()
         if self._owns_sink:
             self._owns_sink = False
             with contextlib.suppress(Exception):  # its records are already written
@@ -582,7 +642,7 @@ class Run:
             future.set_result(result)
         else:
             future.set_exception(error)
-            if self.outcome in ("cancelled", "detached"):
+            if self.outcome in ("cancelled", "detached", "interrupted", "lost"):
                 future.exception()  # asked for by the caller: don't log it as never retrieved
 
     def settle_finished(self, status: str, stop: StopEvent | None, error: BaseException) -> None:

@@ -106,6 +106,8 @@ class Scheduler:
         self.tasks: dict[asyncio.Task[None], StepFrame | None] = {}
         self.busy = 0
         self.closed = False
+        self.paused = False
+        self._gate: asyncio.Future[None] | None = None  # set when unpaused
         self._offering: StepFrame | None = None  # a worker that may take over a lane now
 
     # ------------------------------------------------------------ queueing
@@ -124,6 +126,23 @@ class Scheduler:
                 offering.successor = lane
             else:
                 self._start(lane)
+
+    def pause(self) -> None:
+        """Start no invocation until `resume` (those running go on)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Let workers start invocations again."""
+        self.paused = False
+        gate, self._gate = self._gate, None
+        if gate is not None and not gate.done():
+            gate.set_result(None)
+
+    async def _wait_until_resumed(self) -> None:
+        while self.paused and not self.closed:
+            if self._gate is None:
+                self._gate = self.loop.create_future()
+            await asyncio.shield(self._gate)
 
     def done(self) -> int:
         """Count one invocation as finished; return how many remain busy."""
@@ -184,6 +203,9 @@ class Scheduler:
             while True:
                 queue = lane.queue
                 while queue and not self.closed:
+                    if self.paused:
+                        await self._wait_until_resumed()
+                        continue
                     try:
                         rest = invoke(lane, frame, queue.popleft())
                         if rest is not None:
