@@ -43,6 +43,9 @@ def ui_routes(server: WorkflowServer) -> list[Route]:
 
     async def asset(request: Request) -> Response:
         name = request.path_params["name"]
+        if name == "drawing.css":  # the drawings' own styles, shared with fanflow.drawing
+            css = resources.files("fanflow.drawing").joinpath("page.css").read_bytes()
+            return Response(css, media_type=STATIC["app.css"], headers=_NO_STORE)
         if name not in STATIC:
             raise HTTPException(404, f"no UI file {name!r}")
         return Response(_static(name), media_type=STATIC[name], headers=_NO_STORE)
