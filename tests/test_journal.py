@@ -19,7 +19,7 @@ from fanflow import (
     Workflow,
     step,
 )
-from fanflow._runtime.journal import JournalInterrupted
+from fanflow.errors import JournalInterrupted
 from fanflow.serialize import not_resumable
 
 LEVELS = ["sync", "batched", "exit"]

@@ -24,6 +24,7 @@ they reach ``await handler`` as the same object.
         ├── SerializationError            a record, event or value does not (de)serialize
         │   └── ContextSerdeError             a Context or its state does not (de)serialize
         ├── SchemaVersionError            the database was written by a newer fanflow
+        ├── JournalInterrupted            the store stayed down; the run can be resumed
         └── LeaseError                    another process holds the run
 """
 
@@ -33,6 +34,7 @@ __all__ = [
     "ContextSerdeError",
     "ContextStateError",
     "FanflowError",
+    "JournalInterrupted",
     "LeaseError",
     "SchemaVersionError",
     "SerializationError",
@@ -132,6 +134,10 @@ class ContextSerdeError(SerializationError):
 
 class SchemaVersionError(StoreError):
     """The database was written by a newer fanflow than this one."""
+
+
+class JournalInterrupted(StoreError):
+    """The store kept failing past the retry limit; the run stopped, and can be resumed."""
 
 
 class LeaseError(StoreError):

@@ -31,7 +31,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from fanflow._runtime.records import Record, RecordKind, Store
-from fanflow.errors import LeaseError, SchemaVersionError, SerializationError, StoreError
+from fanflow.errors import (
+    JournalInterrupted,
+    LeaseError,
+    SchemaVersionError,
+    SerializationError,
+    StoreError,
+)
 
 __all__ = [
     "DURABILITY_LEVELS",
@@ -58,10 +64,6 @@ def check_durability(value: str) -> Durability:
     if value not in DURABILITY_LEVELS:
         raise ValueError(f"durability must be one of {', '.join(DURABILITY_LEVELS)}; got {value!r}")
     return value  # type: ignore[return-value]
-
-
-class JournalInterrupted(StoreError):
-    """The store kept failing past the retry limit; the run stopped, resumable."""
 
 
 _pool: ThreadPoolExecutor | None = None
