@@ -124,10 +124,12 @@ async def serve_until(worker: Worker, handles: list[Any]) -> list[Any]:
         await serving
 
 
-def spawn_worker(db: str, *targets: str, ttl: float = 1.0, grace: float = 5.0) -> Any:
-    """Start ``fanflow worker`` on `targets` (names in this file) in a process of its own."""
+def spawn_worker(
+    db: str, *targets: str, ttl: float = 1.0, grace: float = 5.0, module: str = "test_worker.py"
+) -> Any:
+    """Start ``fanflow worker`` on `targets` (names in `module`) in a process of its own."""
     command = [sys.executable, "-m", "fanflow.cli", "worker"]
-    command += [f"{HERE / 'test_worker.py'}:{target}" for target in targets]
+    command += [f"{HERE / module}:{target}" for target in targets]
     command += ["--db", db, "--concurrency", "4", "--lease-ttl", str(ttl), "--poll", "0.05"]
     command += ["--grace", str(grace)]
     return subprocess.Popen(command, cwd=HERE, stderr=subprocess.PIPE, text=True)
