@@ -110,7 +110,7 @@ class Client:
     async def healthy(self) -> bool:
         """Return whether the server answers its health check."""
         try:
-            return (await self.request("GET", "/health"))["status"] == "healthy"
+            return bool((await self.request("GET", "/health"))["status"] == "healthy")
         except (ClientError, httpx.HTTPError):
             return False
 
