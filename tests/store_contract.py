@@ -3,28 +3,37 @@
 A test module subclasses `StoreContract` and provides a ``backend`` fixture:
 a `Backend` that opens stores on one location and, for durable stores,
 tampers with it the way a crash, a bug or a newer fanflow would.
+
+Run as a program (``python tests/store_contract.py SPEC``), this module
+drives a `Relay` run on the store that the JSON `SPEC` names, for the
+test in which another process writes what a subscriber follows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import json
+import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 from pydantic import BaseModel
 
-from fanflow import Event, Record, RecordKind, StartEvent, StopEvent
+from fanflow import Context, Event, Record, RecordKind, StartEvent, StopEvent, Workflow, step
 from fanflow.errors import LeaseError, SchemaVersionError, SerializationError, StoreError
 from fanflow.serialize import SCHEMA_VERSION, RecordedError
 from fanflow.stores import Store
 
 K = RecordKind
 T0 = 1_700_000_000.0  # wall-clock seconds, like a durable run's record times
+PATIENCE = 10.0  # real seconds a subscriber may take to see a commit before the test fails
 
 
 class Job(Event):
@@ -84,6 +93,68 @@ class Backend(Protocol):
 
     def expire(self, store: Store, run_id: str) -> None:
         """Make the lease on `run_id` expire now, as if its ttl had run out."""
+
+    def spec(self) -> dict[str, str]:
+        """Return how another process opens a store here (`open_spec`)."""
+
+
+def open_spec(spec: dict[str, str]) -> Store:
+    """Open the store a `Backend.spec` names: ``{"sqlite": path}`` or ``{"postgres": dsn, ...}``."""
+    from fanflow.stores import PostgresStore, SqliteStore
+
+    if "sqlite" in spec:
+        return SqliteStore(spec["sqlite"])
+    return PostgresStore(spec["postgres"], table_prefix=spec["prefix"])
+
+
+class Relay(Workflow):
+    """Starts, then holds its run until a line arrives on stdin, which is its result."""
+
+    @step
+    async def begin(self, ev: StartEvent) -> Job:
+        return Job(n=1)
+
+    @step
+    async def hold(self, ctx: Context, ev: Job) -> StopEvent:
+        print(json.dumps({"run_id": ctx.run_id}), flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        return StopEvent(result=line.strip())
+
+
+async def _relay(spec: dict[str, str]) -> None:
+    store = open_spec(spec)
+    try:
+        await Relay(store=store, durability="sync", timeout=60).run()
+    finally:
+        store.close()
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Return once `condition()` holds; fail the test if it does not within `PATIENCE`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"{what} did not happen within {PATIENCE} s")
+        await asyncio.sleep(0.002)
+
+
+async def next_record(records: AsyncIterator[Record]) -> Record:
+    """Return the subscriber's next record; fail the test if none comes within `PATIENCE`."""
+    try:
+        return await asyncio.wait_for(anext(records), PATIENCE)
+    except TimeoutError:
+        pytest.fail(f"no record reached the subscriber within {PATIENCE} s")
+
+
+def reader(records: AsyncIterator[Record], into: list[Record]) -> Awaitable[None]:
+    """Start a task that appends each record of `records` to `into` until they end."""
+
+    async def read() -> None:
+        async for record in records:
+            into.append(record)
+
+    return asyncio.ensure_future(read())
 
 
 def sample(kind: RecordKind, run_id: str, seq: int, at: float | None = None) -> Record:
@@ -515,3 +586,105 @@ class StoreContract:
         durable.delete("r1", seq)
         with pytest.raises(StoreError, match=rf"run r1: record {seq} is missing"):
             store.records("r1")
+
+    # ------------------------------------------------------------ following a run
+
+    async def test_subscribe_gives_stored_then_live_records_and_ends(self, store: Store) -> None:
+        """A subscriber gets the records so far, then each batch written; RUN_FINISHED ends it."""
+        written = history("r1", *[K.EVENT_EMITTED] * 4, K.RUN_FINISHED)
+        store.write(written[:2])
+        got: list[Record] = []
+        task = reader(store.subscribe("r1"), got)  # type: ignore[attr-defined]
+        await until(lambda: len(got) == 2, "reading the stored records")
+        for batch in (written[2:3], written[3:5], written[5:]):
+            store.write(batch)
+            last = batch[-1].seq
+            await until(lambda last=last: len(got) == last, f"seeing record {last}")
+        await asyncio.wait_for(task, PATIENCE)
+        assert_same(got, written)
+
+    async def test_subscribe_from_a_seq_and_to_a_finished_run(self, store: Store) -> None:
+        """after=N skips the first N records; a finished run's iteration ends by itself."""
+        written = history("r1", *[K.EVENT_EMITTED] * 3, K.RUN_FINISHED)
+        store.write(written)
+        subscribe = store.subscribe  # type: ignore[attr-defined]
+        assert [r.seq async for r in subscribe("r1")] == [1, 2, 3, 4, 5]
+        assert [r.seq async for r in subscribe("r1", 3)] == [4, 5]
+        assert [r.seq async for r in subscribe("r1", 5)] == []
+
+    async def test_subscribe_to_an_unknown_run_is_a_key_error(self, store: Store) -> None:
+        """Following a run with no records raises KeyError naming it."""
+        with pytest.raises(KeyError, match="nope"):
+            await anext(store.subscribe("nope"))  # type: ignore[attr-defined]
+
+    async def test_several_subscribers_follow_one_run(self, store: Store) -> None:
+        """Each of several subscribers gets every record, from where it started."""
+        written = history("r1", *[K.EVENT_EMITTED] * 3, K.RUN_FINISHED)
+        store.write(written[:1])
+        full: list[Record] = []
+        tail: list[Record] = []
+        tasks = [
+            reader(store.subscribe("r1"), full),  # type: ignore[attr-defined]
+            reader(store.subscribe("r1", 2), tail),  # type: ignore[attr-defined]
+        ]
+        await until(lambda: len(full) == 1, "reading the first record")
+        store.write(written[1:])
+        await asyncio.wait_for(asyncio.gather(*tasks), PATIENCE)
+        assert [r.seq for r in full] == [1, 2, 3, 4, 5]
+        assert [r.seq for r in tail] == [3, 4, 5], [r.seq for r in tail]
+
+    async def test_a_slow_subscriber_still_gets_every_record(self, store: Store) -> None:
+        """A subscriber that reads nothing while 2,000 records are written gets them all after."""
+        store.write(history("r1"))
+        records = store.subscribe("r1")  # type: ignore[attr-defined]
+        assert (await next_record(records)).seq == 1
+        for start in range(2, 2002, 500):
+            store.write([sample(K.EVENT_EMITTED, "r1", seq) for seq in range(start, start + 500)])
+        store.write([sample(K.RUN_FINISHED, "r1", 2002)])
+        seqs = [record.seq async for record in records]
+        assert seqs == list(range(2, 2003))
+
+    async def test_subscriber_follows_a_run_another_process_drives(
+        self, durable: Backend, tmp_path: Path
+    ) -> None:
+        """A subprocess drives a run; the subscriber sees its records as it commits them."""
+        spec = json.dumps(durable.spec())
+        child = subprocess.Popen(
+            [sys.executable, __file__, spec],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        store = durable.open()
+        try:
+            assert child.stdin is not None and child.stdout is not None
+            line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), PATIENCE * 3)
+            run_id = json.loads(line)["run_id"]
+            records = store.subscribe(run_id)  # type: ignore[attr-defined]
+            seen = [await next_record(records)]
+            while seen[-1].kind is not K.STEP_STARTED or seen[-1].step != "hold":
+                seen.append(await next_record(records))
+            child.stdin.write("released\n")
+            child.stdin.flush()
+            seen += [record async for record in records]  # ends after RUN_FINISHED
+            assert child.wait(PATIENCE) == 0
+            assert (seen[-1].kind, seen[-1].data) == (K.RUN_FINISHED, "ok")
+            stops = [r.event for r in seen if isinstance(r.event, StopEvent)]
+            assert [stop.result for stop in stops] == ["released"]
+            assert_same(seen, store.records(run_id))
+        finally:
+            store.close()
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            for pipe in (child.stdin, child.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+
+if __name__ == "__main__":
+    # Imported as `store_contract`, so that events are stored under the names
+    # the test process knows them by (store_contract:Job, not __main__:Job).
+    import store_contract
+
+    asyncio.run(store_contract._relay(json.loads(sys.argv[1])))

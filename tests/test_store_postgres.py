@@ -91,6 +91,9 @@ class PostgresBackend:
     def expire(self, store: Store, run_id: str) -> None:
         sql(f"UPDATE {self.prefix}_leases SET expires_at = 0 WHERE run_id = $1", run_id)
 
+    def spec(self) -> dict[str, str]:
+        return {"postgres": DSN, "prefix": self.prefix}
+
 
 class TestPostgresStore(StoreContract):
     """The contract, against PostgresStore."""

@@ -50,6 +50,9 @@ class SqliteBackend:
     def expire(self, store: Store, run_id: str) -> None:
         self._execute("UPDATE fanflow_leases SET expires_at = 0 WHERE run_id = ?", (run_id,))
 
+    def spec(self) -> dict[str, str]:
+        return {"sqlite": str(self.path)}
+
 
 class TestSqliteStore(StoreContract):
     """The contract, against SqliteStore."""
@@ -80,6 +83,22 @@ def test_opens_in_wal_mode_with_normal_sync(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     conn.close()
+
+
+def test_synchronous_full_syncs_every_commit(path: Path) -> None:
+    """SqliteStore(synchronous="full") sets the connection to FULL and still writes and reads."""
+    with SqliteStore(path, synchronous="full") as store:
+        assert store.synchronous == "FULL"
+        assert store._connection().execute("PRAGMA synchronous").fetchone() == (2,)
+        store.write(run_records("r1"))
+        assert [r.seq for r in store.records("r1")] == [1, 2]
+
+
+def test_unknown_synchronous_level_is_refused(path: Path) -> None:
+    """A synchronous level other than NORMAL or FULL raises ValueError naming both."""
+    with pytest.raises(ValueError, match=r"NORMAL, FULL.*'OFF'"):
+        SqliteStore(path, synchronous="OFF")
+    assert not path.exists()
 
 
 def test_creates_the_tables_and_records_the_schema_version(path: Path) -> None:

@@ -53,3 +53,18 @@ def test_other_urls_are_refused_with_the_forms_that_work(url: str) -> None:
     """Anything else raises StoreError listing the accepted forms."""
     with pytest.raises(StoreError, match=r"cannot open a store for .*sqlite:///relative\.db"):
         open_store(url)
+
+
+@pytest.mark.parametrize(("query", "level"), [("", "NORMAL"), ("?synchronous=full", "FULL")])
+def test_sqlite_url_takes_a_synchronous_level(tmp_path: Path, query: str, level: str) -> None:
+    """sqlite:///x.db?synchronous=full opens the file with synchronous=FULL."""
+    store = open_store(f"sqlite:///{tmp_path}/x.db{query}")
+    store.close()
+    assert isinstance(store, SqliteStore)
+    assert (store.path, store.synchronous) == (f"{tmp_path}/x.db", level)
+
+
+def test_sqlite_url_refuses_unknown_options(tmp_path: Path) -> None:
+    """An option an SQLite URL does not take raises StoreError naming it."""
+    with pytest.raises(StoreError, match=r"unknown option cache.*synchronous"):
+        open_store(f"sqlite:///{tmp_path}/x.db?cache=shared")

@@ -84,6 +84,13 @@ class Store(RecordSink, Protocol):
 
     `fanflow.stores.MemoryStore` is the reference implementation and the
     test double; durable stores commit each `write` batch atomically.
+
+    Optional: ``subscribe(run_id, after=0) -> AsyncIterator[Record]``
+    follows a run live (``handler.records()``, ``fanflow runs show
+    --follow``): the run's records with ``seq > after``, those stored
+    first, then each one as it is written (by any process, for a durable
+    store), ending after RUN_FINISHED; KeyError if the store holds no
+    record of the run. All of fanflow's stores have it.
     """
 
     def records(self, run_id: str) -> list[Record]:

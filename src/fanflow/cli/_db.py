@@ -81,7 +81,7 @@ def open_db(url: str, *, must_exist: bool = False, readonly: bool = False) -> St
 
 def _sqlite_path(url: str) -> str | None:
     if url.startswith(_SQLITE):
-        return url[len(_SQLITE) :] or None
+        return url[len(_SQLITE) :].partition("?")[0] or None
     if "://" not in url and url.lower().endswith(_SQLITE_SUFFIXES):
         return os.path.expanduser(url)
     return None

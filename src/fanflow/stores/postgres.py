@@ -9,6 +9,12 @@ advisory lock and timed by the server's clock. A lease holder also holds a
 session advisory lock of its own while it holds the lease: the server drops
 it when the holder's connection dies, which tells other processes, on any
 host, that the holder is gone. ``readonly=True`` reads without migrating.
+
+`subscribe` follows a run live: each write NOTIFYs the channel
+``{prefix}_records`` with its run id, in its transaction; a subscriber
+LISTENs on a connection of its own, on its own event loop, reads the new
+rows when notified, and polls every `poll_interval` seconds in case a
+notification was missed (see `fanflow.stores._follow`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import asyncio
 import hashlib
 import re
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -25,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from fanflow._runtime.records import Record, RunInfo
 from fanflow.errors import FanflowError, SchemaVersionError, StoreError
 from fanflow.serialize import SCHEMA_VERSION
+from fanflow.stores._follow import PostgresFeed, follow
 from fanflow.stores._lease import (
     LeaseRow,
     blocking_holder,
@@ -95,9 +102,12 @@ class _Sql:
         now = "extract(epoch FROM clock_timestamp())::float8"
         self.lease = f"""SELECT {now}, l.* FROM (SELECT 1) AS one
             LEFT JOIN (SELECT {lease} FROM {p}_leases WHERE run_id = $1 FOR UPDATE) AS l ON true"""
+        self.channel = f"{p}_records"
         # What a write checks, in its transaction: the lease (kept from changing
-        # until the write commits) and the last record stored.
-        self.fence = f"""SELECT {now}, (SELECT max(seq) FROM {p}_records WHERE run_id = $1), l.*
+        # until the write commits) and the last record stored. It also tells
+        # the subscribers of the run, once (and if) the transaction commits.
+        self.fence = f"""SELECT {now}, (SELECT max(seq) FROM {p}_records WHERE run_id = $1), l.*,
+            pg_notify('{self.channel}', $1) AS notified
             FROM (SELECT 1) AS one LEFT JOIN LATERAL
             (SELECT {lease} FROM {p}_leases WHERE run_id = $1 FOR SHARE) AS l ON true"""
         self.take = f"""INSERT INTO {p}_leases (run_id, holder, expires_at, epoch, info, locked)
@@ -118,6 +128,7 @@ class PostgresStore:
     """
 
     durable = True
+    poll_interval = 1.0  # seconds between a subscriber's polls, should a notification be lost
 
     def __init__(
         self,
@@ -207,7 +218,7 @@ class PostgresStore:
     ) -> None:
         conn = await self._connection()
         async with conn.transaction():
-            now, last, *lease = await conn.fetchrow(self._sql.fence, run_id)
+            now, last, *lease, _ = await conn.fetchrow(self._sql.fence, run_id)
             check_fence(run_id, self._fences.get(run_id), _lease_row(lease), now)
             if first != (last or 0) + 1:
                 raise seq_error(run_id, first, last)
@@ -231,6 +242,34 @@ class PostgresStore:
         if not rows:
             raise KeyError(f"no records for run {run_id!r} in {self!r}")
         return load(run_id, [tuple(row) for row in rows], loose=loose)
+
+    def subscribe(
+        self, run_id: str, after: int = 0, *, loose: bool = False
+    ) -> AsyncIterator[Record]:
+        """Iterate over `run_id`'s records with ``seq > after``: those stored, then live ones.
+
+        Live records are those any process commits later; the iteration ends
+        after the run's RUN_FINISHED record. KeyError (when the first record
+        is asked for) if the database holds no record of the run. The
+        subscriber LISTENs and reads on an asyncpg connection of its own, on
+        the caller's event loop, a page at a time when it asks: a slow one
+        holds no more than a page, and the store may be closed while it
+        reads. `loose` as for `records`.
+        """
+        if self._empty:
+            return _no_run(run_id, repr(self))
+        feed = PostgresFeed(
+            self._subscriber,
+            run_id,
+            f"{self._sql.prefix}_records",
+            self._sql.channel,
+            self.poll_interval,
+            loose,
+        )
+        return follow(run_id, after, feed, repr(self))
+
+    async def _subscriber(self) -> Any:
+        return await self._connect(self.dsn, timeout=self._timeout, command_timeout=self._timeout)
 
     def run_ids(self) -> list[str]:
         """Return the ids of the runs held (those with a RUN_STARTED record), oldest first."""
@@ -408,6 +447,11 @@ class PostgresStore:
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     str(found),
                 )
+
+
+async def _no_run(run_id: str, where: str) -> AsyncIterator[Record]:
+    raise KeyError(f"no records for run {run_id!r} in {where}")
+    yield  # an async generator that raises when first asked
 
 
 def _lease_row(values: Sequence[Any]) -> LeaseRow | None:

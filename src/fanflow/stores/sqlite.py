@@ -4,7 +4,12 @@ The file is opened in WAL mode with ``synchronous=NORMAL``: each `write`
 batch is one transaction, and a committed batch survives the death of the
 process (SIGKILL included), which is what resuming a run needs. An
 operating-system crash or power loss may lose the last few commits; the
-file itself stays consistent.
+file itself stays consistent. ``synchronous="FULL"`` syncs the log at
+every commit, so that a commit survives those too, for a price.
+
+`subscribe` follows a run live, whichever process writes it: a
+subscriber reads through a connection of its own, in a thread, and polls
+``PRAGMA data_version`` (see `fanflow.stores._follow`).
 
 Tables (created, and migrated from older versions, when opened for writing)::
 
@@ -26,7 +31,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,6 +39,7 @@ from typing import Any
 from fanflow._runtime.records import Record, RunInfo
 from fanflow.errors import SchemaVersionError, StoreError
 from fanflow.serialize import SCHEMA_VERSION
+from fanflow.stores._follow import SqliteFeed, follow
 from fanflow.stores._lease import (
     HolderLocks,
     LeaseRow,
@@ -45,7 +51,12 @@ from fanflow.stores._lease import (
 )
 from fanflow.stores._rows import COLUMNS, check_batch, encode, load, run_updates
 
-__all__ = ["SqliteStore"]
+__all__ = ["SYNCHRONOUS", "SqliteStore"]
+
+# What ``PRAGMA synchronous`` may be set to, and what each keeps (WAL mode):
+# NORMAL, a commit survives the process dying; FULL, also the OS crashing or
+# the power failing (the log is synced at every commit).
+SYNCHRONOUS = ("NORMAL", "FULL")
 
 # Each step brings the tables from the version before it to its own, in the
 # same transaction as the version bump. A change of layout appends a step;
@@ -106,15 +117,33 @@ class SqliteStore:
     processes may open the same file (a writer waits up to `timeout`
     seconds for another's transaction); leases keep two of them from
     driving the same run. With `readonly`, the file is only read.
+    `synchronous` is ``"NORMAL"`` (a commit survives the process dying) or
+    ``"FULL"`` (it survives an OS crash or power loss too; each commit
+    waits for the disk). Subscribers poll for changes every `poll_interval`
+    seconds.
     """
 
     durable = True
+    poll_interval = 0.005
 
     def __init__(
-        self, path: str | os.PathLike[str], *, timeout: float = 10.0, readonly: bool = False
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 10.0,
+        readonly: bool = False,
+        synchronous: str = "NORMAL",
     ) -> None:
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS)} (any case), "
+                f"got {synchronous!r}"
+            )
         self.path = os.fspath(path)
         self.readonly = readonly
+        self.synchronous = synchronous.upper()
+        self._timeout = timeout
+        self._read_uri = ""  # how a subscriber opens the file
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._locks = HolderLocks(self.path)
@@ -137,7 +166,7 @@ class SqliteStore:
             self.path, timeout=timeout, isolation_level=None, check_same_thread=False
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(f"PRAGMA synchronous={self.synchronous}")
         # 16 MB of page cache (the default is 2 MB): a "batched" run hands over
         # thousands of records per loop turn, and a spilling cache costs ~30%.
         self._conn.execute("PRAGMA cache_size=-16000")
@@ -148,20 +177,29 @@ class SqliteStore:
         if not os.path.exists(self.path):
             raise StoreError(f"cannot open the SQLite store {self.path}: no such file")
         try:
-            self._conn = _connect(f"{uri}?mode=ro", timeout)
+            self._read_uri = f"{uri}?mode=ro"
+            self._conn = _connect(self._read_uri, timeout)
             found = schema_version(self._conn, self.path)
         except sqlite3.OperationalError:
             # A WAL file in a read-only folder, whose -shm file nobody can
             # create: read it as a file that nobody is changing.
             if self._conn is not None:
                 self._conn.close()
-            self._conn = _connect(f"{uri}?immutable=1", timeout)
+            self._read_uri = f"{uri}?immutable=1"
+            self._conn = _connect(self._read_uri, timeout)
             found = schema_version(self._conn, self.path)
         _check_version(found, self.path)
         self._empty = found == 0
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._read_uri:
+            return _connect(self._read_uri, self._timeout)
+        return sqlite3.connect(
+            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -228,6 +266,24 @@ class SqliteStore:
         if not rows:
             raise KeyError(f"no records for run {run_id!r} in {self.path}")
         return load(run_id, rows, loose=loose)
+
+    def subscribe(
+        self, run_id: str, after: int = 0, *, loose: bool = False
+    ) -> AsyncIterator[Record]:
+        """Iterate over `run_id`'s records with ``seq > after``: those stored, then live ones.
+
+        Live records are those any process commits to the file later; the
+        iteration ends after the run's RUN_FINISHED record. KeyError (when
+        the first record is asked for) if the file holds no record of the
+        run. The subscriber reads through a connection of its own, in a
+        thread, a page at a time when it asks: a slow one holds no more
+        than a page, and the store may be closed while it reads. `loose`
+        as for `records`.
+        """
+        if self._empty:
+            return _no_run(run_id, self.path)
+        feed = SqliteFeed(self._reader, run_id, "fanflow_records", self.poll_interval, loose)
+        return follow(run_id, after, feed, self.path)
 
     def run_ids(self) -> list[str]:
         """Return the ids of the runs held (those with a RUN_STARTED record), oldest first."""
@@ -320,6 +376,11 @@ class SqliteStore:
                 return self._connection().execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"{self!r}: {exc}") from exc
+
+
+async def _no_run(run_id: str, path: str) -> AsyncIterator[Record]:
+    raise KeyError(f"no records for run {run_id!r} in {path}")
+    yield  # an async generator that raises when first asked
 
 
 def _connect(uri: str, timeout: float) -> sqlite3.Connection:

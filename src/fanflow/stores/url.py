@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import parse_qsl
 
 from fanflow._runtime.records import Store
 from fanflow.errors import StoreError
@@ -14,6 +15,7 @@ __all__ = ["open_store"]
 _SQLITE = "sqlite:///"
 _POSTGRES = ("postgresql://", "postgres://")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_SQLITE_OPTIONS = ("synchronous",)
 
 
 def open_store(url: str, *, readonly: bool = False) -> Store:
@@ -23,14 +25,17 @@ def open_store(url: str, *, readonly: bool = False) -> Store:
     ``sqlite:////var/lib/runs.db`` absolute; a bare path ending in ``.db``,
     ``.sqlite`` or ``.sqlite3`` is an SQLite file too.
     ``postgresql://user@host:port/database`` (or ``postgres://``) opens a
-    `PostgresStore`.
+    `PostgresStore`. An SQLite URL takes ``?synchronous=full`` (or
+    ``normal``, the default): see `SqliteStore`.
     """
     if url.startswith(_POSTGRES):
         return PostgresStore(url, readonly=readonly)
     if url.startswith(_SQLITE):
-        path = url[len(_SQLITE) :]
+        path, _, query = url[len(_SQLITE) :].partition("?")
         if path and path != "/":
-            return SqliteStore(path, readonly=readonly)
+            options = _sqlite_options(url, query)
+            synchronous = options.get("synchronous", "normal")
+            return SqliteStore(path, readonly=readonly, synchronous=synchronous)
     elif "://" not in url and url.lower().endswith(_SQLITE_SUFFIXES):
         return SqliteStore(os.path.expanduser(url), readonly=readonly)
     raise StoreError(
@@ -38,3 +43,14 @@ def open_store(url: str, *, readonly: bool = False) -> Store:
         "sqlite:////absolute/path.db, a path ending in .db or .sqlite, "
         "or postgresql://user@host:port/database"
     )
+
+
+def _sqlite_options(url: str, query: str) -> dict[str, str]:
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(_SQLITE_OPTIONS))
+    if unknown:
+        raise StoreError(
+            f"cannot open a store for {url!r}: unknown option {', '.join(unknown)}; "
+            f"an SQLite URL takes {', '.join(_SQLITE_OPTIONS)} (?synchronous=full)"
+        )
+    return options
