@@ -6,12 +6,15 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -476,3 +479,77 @@ def test_list_and_show_work_on_a_read_only_database(tmp_path: Path) -> None:
     finally:
         folder.chmod(0o755)
         db.chmod(0o644)
+
+
+def follower(run_id: str, cwd: Path) -> subprocess.Popen[str]:
+    """Start ``fanflow runs show RUN_ID --follow`` in a new process in `cwd`."""
+    env = {k: v for k, v in os.environ.items() if k != "FANFLOW_DB"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "fanflow.cli", "runs", "show", run_id, "--follow"],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_lines(stream: Any, count: int) -> list[str]:
+    """Read `count` lines of `stream`, failing the test if they do not come within 30 s."""
+    lines: list[str] = []
+    reading = threading.Thread(target=lambda: lines.extend(stream.readline() for _ in range(count)))
+    reading.start()
+    reading.join(30)
+    assert not reading.is_alive(), f"got {len(lines)} of {count} lines within 30 s"
+    return [line.rstrip("\n") for line in lines]
+
+
+def test_show_follow_of_a_finished_run_prints_show_and_exits(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``runs show --follow`` of a run that has ended prints what ``show`` does, then exits 0."""
+    run_id = run_id_of(cli(capsys, "run", f"{FLOWS}:Count")[2])
+    shown = cli(capsys, "runs", "show", run_id)
+    assert cli(capsys, "runs", "show", run_id[:8], "--follow") == shown
+
+
+def test_show_follow_tails_a_run_another_process_drives(tmp_path: Path) -> None:
+    """``--follow`` prints the records so far, then those another process commits, to the end."""
+    waiting = fanflow("run", f"{FLOWS}:Greet", "--detach-on-input", cwd=tmp_path)
+    assert waiting.returncode == 3, waiting.stderr
+    run_id = run_id_of(waiting.stderr)
+    with SqliteStore("fanflow-runs.db", readonly=True) as store:
+        before = len(store.records(run_id))
+    tail = follower(run_id, tmp_path)
+    try:
+        assert tail.stdout is not None
+        first = read_lines(tail.stdout, before)
+        assert tail.poll() is None  # still following the unfinished run
+        answered = fanflow("runs", "send", run_id, "--event", ANSWER, cwd=tmp_path)
+        assert answered.returncode == 0, answered.stderr
+        rest, err = tail.communicate(timeout=30)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.communicate()
+    assert (tail.returncode, err) == (0, "")
+    shown = fanflow("runs", "show", run_id, cwd=tmp_path).stdout.splitlines()
+    assert first + rest.splitlines() == shown
+    assert "run_resumed" in shown[before] and "run_finished" in shown[-1]
+
+
+def test_show_follow_stops_quietly_on_ctrl_c(tmp_path: Path) -> None:
+    """SIGINT ends ``--follow`` with status 130 and nothing on stderr (no traceback)."""
+    waiting = fanflow("run", f"{FLOWS}:Greet", "--detach-on-input", cwd=tmp_path)
+    run_id = run_id_of(waiting.stderr)
+    tail = follower(run_id, tmp_path)
+    try:
+        assert read_lines(tail.stdout, 1)[0].split()[2] == "run_started"
+        tail.send_signal(signal.SIGINT)
+        _, err = tail.communicate(timeout=30)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.communicate()
+    assert (tail.returncode, err) == (130, "")

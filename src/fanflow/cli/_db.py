@@ -10,10 +10,11 @@ failed step's record holds the very exception the step raised.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from fanflow._runtime.records import Record, RecordKind, RunInfo, Store
+from fanflow.errors import StoreError
 from fanflow.events import Event, InputRequiredEvent
 from fanflow.stores.postgres import PostgresStore
 from fanflow.stores.sqlite import SqliteStore
@@ -25,6 +26,7 @@ __all__ = [
     "NoDatabaseError",
     "db_option",
     "db_url",
+    "follow_records",
     "loose_records",
     "open_db",
     "pending_requests",
@@ -176,6 +178,22 @@ def loose_records(store: Store, run_id: str) -> list[Record]:
     if isinstance(inner, (SqliteStore, PostgresStore)):
         return inner.records(run_id, loose=True)
     return inner.records(run_id)  # a MemoryStore holds the objects themselves
+
+
+def follow_records(store: Store, run_id: str, after: int = 0) -> AsyncIterator[Record]:
+    """Follow `run_id`'s records with ``seq > after`` live, as `loose_records` reads them.
+
+    The iteration ends after the run's RUN_FINISHED record. `StoreError`
+    for a store that cannot be followed.
+    """
+    inner = store.inner if isinstance(store, CachedStore) else store
+    if isinstance(inner, (SqliteStore, PostgresStore)):
+        return inner.subscribe(run_id, after, loose=True)
+    subscribe = getattr(inner, "subscribe", None)
+    if subscribe is None:
+        raise StoreError(f"{type(inner).__name__} cannot be followed live")
+    records: AsyncIterator[Record] = subscribe(run_id, after)
+    return records
 
 
 def pending_requests(records: Sequence[Record]) -> list[Event]:

@@ -1,7 +1,7 @@
 """``fanflow runs``: list, show, resume and answer the runs journaled in a run database.
 
     fanflow runs list [--status S] [--limit N]
-    fanflow runs show RUN_ID
+    fanflow runs show RUN_ID [--follow]
     fanflow runs resume RUN_ID [--workflow FILE.py:Class]
     fanflow runs send RUN_ID --event '{"type": "HumanResponseEvent", "data": {"response": "Ada"}}'
 
@@ -11,7 +11,9 @@ that names one run. ``resume`` and ``send`` load the workflow from where
 the run recorded it (``file.py:Class`` or ``module:Class``) unless
 ``--workflow`` names it (printing what they import first), then follow
 the run as ``fanflow run`` does. ``list`` and ``show`` only read the
-database (a read-only file will do) and never import code.
+database (a read-only file will do) and never import code; ``show
+--follow`` keeps printing the records of a run that another process
+drives, as they are committed, until the run ends.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fanflow.cli._db import (
     CachedStore,
     db_option,
     db_url,
+    follow_records,
     loose_records,
     open_db,
     pending_requests,
@@ -37,7 +40,7 @@ from fanflow.cli._db import (
     shown_url,
 )
 from fanflow.cli._run import Inputs, Ui, UsageError, follow, make_ui, make_workflow
-from fanflow.cli._show import record_lines, runs_table
+from fanflow.cli._show import record_line, record_lines, runs_table
 from fanflow.cli._target import Target, TargetError, load_target
 from fanflow.errors import WorkflowRuntimeError
 from fanflow.events import Event, lookup_type
@@ -108,6 +111,13 @@ def _add_show(subcommands: Any, common: argparse.ArgumentParser) -> None:
     )
     show.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     show.add_argument("--db", metavar="URL", help=DB_HELP)
+    show.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="then print each new record as it is committed (the run may be driven by another "
+        "process); exit when the run finishes (Ctrl-C to stop earlier)",
+    )
     show.set_defaults(command=_cmd_show)
 
 
@@ -191,6 +201,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     store = open_db(url, must_exist=True, readonly=True)
     try:
         run_id = find_run(store, args.run_id, url)
+        if args.follow:
+            return _follow_run(store, run_id)
         # Never import the code a database names: types not imported are shown by name.
         records = loose_records(store, run_id)
     finally:
@@ -198,6 +210,23 @@ def _cmd_show(args: argparse.Namespace) -> int:
     for line in record_lines(records):
         print(line)
     return 0
+
+
+def _follow_run(store: Store, run_id: str) -> int:
+    """Print run `run_id`'s records, then each new one, until it finishes; 130 on Ctrl-C."""
+    try:
+        asyncio.run(_print_records(store, run_id))
+    except KeyboardInterrupt:
+        return 130  # quietly: stopping a tail is what Ctrl-C is for
+    return 0
+
+
+async def _print_records(store: Store, run_id: str) -> None:
+    start: float | None = None
+    async for record in follow_records(store, run_id):
+        if start is None:
+            start = record.at
+        print(record_line(record, start), flush=True)
 
 
 def find_run(store: Store, given: str, url: str) -> str:
