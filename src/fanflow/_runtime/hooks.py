@@ -104,13 +104,17 @@ class Hooks:
 
     __slots__ = ("listeners",)
 
-    def __init__(self, listeners: Sequence[Listener]) -> None:
-        self.listeners = (*_GLOBAL, *listeners)
+    def __init__(self, listeners: Sequence[Listener], *, with_global: bool = True) -> None:
+        self.listeners: tuple[Listener, ...] = (
+            (*_GLOBAL, *listeners) if with_global else tuple(listeners)
+        )
 
-    def add(self, listener: Listener) -> None:
-        """Let `listener` hear the rest of this run."""
-        if listener not in self.listeners:
-            self.listeners = (*self.listeners, listener)
+    @classmethod
+    def for_run(cls, listeners: Sequence[Listener]) -> Hooks:
+        """Return the hooks of a run with `listeners` (plus the global ones)."""
+        if not listeners and not _GLOBAL:
+            return _NONE  # shared: nothing to call, nothing to allocate
+        return cls(listeners)
 
     def call(self, name: str, *args: object) -> None:
         """Call method `name` of every listener; log, never raise, what one raises."""
@@ -119,6 +123,9 @@ class Hooks:
                 getattr(listener, name)(*args)
             except Exception:
                 log.exception("fanflow listener %r failed in %s", listener, name)
+
+
+_NONE = Hooks(())
 
 
 class VerboseListener(Listener):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -64,6 +63,17 @@ class Waiter:
 class Inbox:
     """Open waits, open input requests, parked and early events of one run."""
 
+    __slots__ = (
+        "_clock",
+        "_put_on_stream",
+        "_record",
+        "early",
+        "parked",
+        "requests",
+        "run_id",
+        "waiters",
+    )
+
     def __init__(
         self,
         run_id: str,
@@ -76,8 +86,9 @@ class Inbox:
         self._put_on_stream = put_on_stream
         self._clock = clock
         self.waiters: list[Waiter] = []
-        self.parked: deque[tuple[int, Event]] = deque()
-        self.requests: deque[int] = deque()  # ids of unconsumed InputRequiredEvents, oldest first
+        # Lists, not deques: most runs never use them, and an empty deque is 600 bytes.
+        self.parked: list[tuple[int, Event]] = []
+        self.requests: list[int] = []  # ids of unconsumed InputRequiredEvents, oldest first
         self.early: list[tuple[Event, str | None]] = []  # sent before the run started
 
     # ------------------------------------------------------------ waits
@@ -144,7 +155,7 @@ class Inbox:
     def answer_request(self) -> None:
         """Close the oldest open input request (an outside event reached a step)."""
         if self.requests:
-            self.requests.popleft()
+            del self.requests[0]
 
     def keep(self, event_id: int, event: Event) -> None:
         """Keep an outside event nobody takes yet, for a later wait."""

@@ -59,6 +59,7 @@ class Owner(Protocol):
     workflow_name: str
     ctx: Any
     clock: Clock
+    table: Any
     monotonic: Callable[[], float]
     hooks: Hooks
     collect: CollectBuffers
@@ -94,21 +95,10 @@ class Owner(Protocol):
 class Invoker:
     """Runs the invocations of one run; `invoke` is the scheduler's callback."""
 
+    __slots__ = ("owner",)
+
     def __init__(self, owner: Owner) -> None:
         self.owner = owner
-        self._direct: dict[str, bool] = {}  # step -> body awaited as is, in the loop
-
-    def _is_direct(self, lane: Lane) -> bool:
-        spec = lane.binding.spec
-        direct = (
-            spec.is_async
-            and spec.executor is None
-            and self.owner.executor is None
-            and not spec_resources(spec)
-            and spec.timeout is None
-        )
-        self._direct[lane.name] = direct
-        return direct
 
     def invoke(self, lane: Lane, frame: StepFrame, item: Item) -> Awaitable[None] | None:
         """Start the invocation of `item` by `lane`'s step in a context of its own.
@@ -121,16 +111,16 @@ class Invoker:
         context = contextvars.copy_context()
         owner = self.owner
         deadline = owner.deadline
-        start = 0.0
-        if deadline is not None:
-            frame.slice_start = start = owner.monotonic()
+        frame.slice_start = start = owner.monotonic()  # also the invocation's start
         try:
             yielded = context.run(coro.send, None)
         except StopIteration:
             return None
         finally:
-            if deadline is not None:
-                _watch(owner, frame, start, deadline, owner.monotonic)
+            if deadline is not None and start < deadline:
+                end = owner.monotonic()
+                if end >= deadline:
+                    owner.blocked(frame.step, end - start)
         return _InContext(coro, context, frame, owner, yielded)
 
     async def _invoke(self, lane: Lane, frame: StepFrame, item: Item) -> None:
@@ -144,7 +134,7 @@ class Invoker:
         frame.retry = FIRST_ATTEMPT
         frame.undo = None
         lane.started += 1
-        first_start = started = now()
+        first_start = started = frame.slice_start  # set by `invoke` as this slice began
         while True:
             record(_STARTED, name, invocation, event_id, None, frame.retry.retry_number + 1)
             info = self._info(frame, event) if hooks.listeners else None
@@ -226,10 +216,7 @@ class Invoker:
 
     async def _call(self, lane: Lane, frame: StepFrame, event: Event) -> object:
         owner = self.owner
-        direct = self._direct.get(lane.name)
-        if direct is None:
-            direct = self._is_direct(lane)
-        if direct:
+        if owner.table.in_loop(lane.name, owner.executor):
             return await lane.binding.call(owner.ctx, event)
         binding = lane.binding
         spec = binding.spec

@@ -88,6 +88,28 @@ class Journal:
     `on_idle()` of everything recorded so far being written.
     """
 
+    __slots__ = (
+        "_drains",
+        "_failed",
+        "_held",
+        "_inflight",
+        "_scheduled",
+        "_stalled",
+        "background",
+        "closed",
+        "durability",
+        "loop",
+        "now",
+        "on_error",
+        "on_hold",
+        "on_idle",
+        "pending",
+        "retry_limit",
+        "run_id",
+        "seq",
+        "sink",
+    )
+
     def __init__(
         self,
         run_id: str,
@@ -99,6 +121,7 @@ class Journal:
         on_hold: Callable[[bool], None] | None = None,
         on_idle: Callable[[], None] | None = None,
         retry_limit: float = RETRY_LIMIT,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.run_id = run_id
         self.sink = sink
@@ -118,7 +141,7 @@ class Journal:
         self._held = False
         self._failed = False
         self._drains: list[asyncio.Future[None]] = []
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop or asyncio.get_running_loop()
 
     def record(
         self,

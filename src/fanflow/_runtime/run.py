@@ -76,6 +76,58 @@ _EMITTED = RecordKind.EVENT_EMITTED
 class Run:
     """The live state of one run; `Context` and `WorkflowHandler` talk to it."""
 
+    # Thousands of runs may be alive at once: no per-instance dict.
+    __slots__ = (
+        "_blocked",
+        "_event_ids",
+        "_failure",
+        "_grace",
+        "_internal",
+        "_invocations",
+        "_lease",
+        "_overdue_tasks",
+        "_owns_sink",
+        "_paused_left",
+        "_recoveries",
+        "_resources",
+        "_settlement",
+        "_timer",
+        "_unjournaled",
+        "_workers",
+        "cancel_requested",
+        "clock",
+        "collect",
+        "context",
+        "ctx",
+        "deadline",
+        "durable",
+        "executor",
+        "future",
+        "hooks",
+        "identity",
+        "inbox",
+        "invoker",
+        "journal",
+        "last_finished",
+        "loop",
+        "monotonic",
+        "now",
+        "on_end",
+        "outcome",
+        "record",
+        "replays",
+        "run_id",
+        "scheduler",
+        "source",
+        "started",
+        "stop_event",
+        "stream",
+        "sync_writes",
+        "table",
+        "timeout",
+        "workflow_name",
+    )
+
     def __init__(
         self,
         *,
@@ -127,12 +179,13 @@ class Run:
             on_hold=self._hold,
             on_idle=self._maybe_settle,
             retry_limit=retry_limit,
+            loop=self.loop,
         )
         # Events and state of a durable run are read back by other processes:
         # what cannot round-trip is refused (events) or flagged (state) at once.
         self.durable = bool(getattr(sink, "durable", False))
         self.sync_writes = self.durable and durability == "sync"
-        self._unjournaled: set[str] = set()
+        self._unjournaled: set[str] | None = None  # state keys warned about
         self.record = self.journal.record
         self.stream = EventStream()
         self.inbox = Inbox(run_id, self.record, self.stream.put, clock)
@@ -146,7 +199,7 @@ class Run:
             self._maybe_settle,
             self._crashed,
         )
-        self.hooks = Hooks((*listeners, VERBOSE) if verbose else listeners)
+        self.hooks = Hooks.for_run((*listeners, VERBOSE) if verbose else listeners)
         self.identity = RunIdentity(run_id, workflow_name)
         self.replays: dict[tuple[str, int], Replay] = {}  # reruns after a resume
         self.started = False
@@ -264,7 +317,7 @@ class Run:
 
     def _begin(self) -> None:
         self.started = True
-        if self._lease is None:
+        if self.durable and self._lease is None:
             self.take_lease()
         if self.timeout is not None:
             self.deadline = self.monotonic() + self.timeout
@@ -318,6 +371,8 @@ class Run:
 
     def _warn_unjournaled(self, path: str | None, problem: str) -> None:
         key = path or "(the whole state)"
+        if self._unjournaled is None:
+            self._unjournaled = set()
         if key in self._unjournaled:
             return
         self._unjournaled.add(key)
@@ -408,7 +463,7 @@ class Run:
             submit = self.scheduler.submit
             for binding in bindings:
                 submit(binding, event_id, event, cause)
-            if frame is None:
+            if frame is None and inbox.requests:
                 inbox.answer_request()
         elif isinstance(event, InputRequiredEvent):
             self.stream.put(event)
@@ -576,8 +631,7 @@ class Run:
         on_end, self.on_end = self.on_end, None
         if on_end is not None:
             on_end()
-        remaining = self.scheduler.close()
-        if remaining and not self.scheduler.only_current():
+        if self.scheduler.close():  # others than the caller, which ends by itself
             self._grace = self.loop.call_later(CANCEL_GRACE, self._overdue)
         self._maybe_settle()
 
@@ -596,7 +650,7 @@ class Run:
         """Stream the engine's own events too (`StepStateChanged`, ...) from now on."""
         if self._internal is None:
             self._internal = InternalEvents(self.stream.put)
-            self.hooks.add(self._internal)
+            self.hooks = Hooks((*self.hooks.listeners, self._internal), with_global=False)
 
     def _overdue(self) -> None:
         steps = self.scheduler.cancel_again()

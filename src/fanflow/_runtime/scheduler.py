@@ -87,6 +87,22 @@ class Scheduler:
     has ended.
     """
 
+    __slots__ = (
+        "_gate",
+        "_invoke",
+        "_new_frame",
+        "_offering",
+        "_on_crash",
+        "_on_drained",
+        "busy",
+        "closed",
+        "context",
+        "lanes",
+        "loop",
+        "paused",
+        "tasks",
+    )
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -182,15 +198,7 @@ class Scheduler:
 
     def _start(self, lane: Lane) -> None:
         task = _spawn(self.loop, self._work(lane), self.context.copy())
-        self.tasks[task] = None
-        # A done callback, not a `finally`: a task cancelled before its first
-        # step never runs its body, and must still count as ended.
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        del self.tasks[task]
-        if self.closed and not self.tasks:
-            self._on_drained()
+        self.tasks[task] = None  # None until it starts: see `close`
 
     async def _work(self, lane: Lane) -> None:
         task = asyncio.current_task()
@@ -232,23 +240,28 @@ class Scheduler:
                 frame.step = lane.name
         finally:
             lane.workers -= 1
+            del self.tasks[task]
+            if self.closed and not self.tasks:
+                self._on_drained()
 
     # ------------------------------------------------------------ ending
 
     def close(self) -> bool:
-        """Stop every worker but the calling one; return whether tasks remain to finish."""
+        """Stop every worker but the calling one; return whether others remain to finish."""
         self.closed = True
         current = asyncio.current_task()
+        others = False
         for task, frame in list(self.tasks.items()):
-            if task is not current:
-                if frame is not None:
-                    frame.stopping = True
-                task.cancel()
-        return bool(self.tasks)
-
-    def only_current(self) -> bool:
-        """Return whether the calling task is the only worker left (it ends by itself)."""
-        return len(self.tasks) == 1 and asyncio.current_task() in self.tasks
+            if task is current:
+                continue
+            task.cancel()
+            if frame is None:
+                # Not started: cancelled now, its body (and `finally`) never runs.
+                del self.tasks[task]
+            else:
+                frame.stopping = True
+                others = True
+        return others
 
     def cancel_again(self) -> list[str]:
         """Cancel the workers still alive once more; return the steps they run."""

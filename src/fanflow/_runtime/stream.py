@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import AsyncIterator
 
 from fanflow.errors import WorkflowRuntimeError
@@ -28,10 +27,22 @@ log = logging.getLogger("fanflow")
 class EventStream:
     """A single-consumer, bounded, live queue of events with an end."""
 
-    __slots__ = ("_buffer", "_closed", "_consumed", "_error", "_wakeup", "dropped", "limit")
+    __slots__ = (
+        "_buffer",
+        "_closed",
+        "_consumed",
+        "_error",
+        "_head",
+        "_wakeup",
+        "dropped",
+        "limit",
+    )
 
     def __init__(self, limit: int | None = None) -> None:
-        self._buffer: deque[Event] = deque()
+        # A list read from `_head` on, compacted now and then: most runs stream
+        # one event (the StopEvent), and an empty deque alone is 600 bytes.
+        self._buffer: list[Event] = []
+        self._head = 0
         self._wakeup: asyncio.Future[None] | None = None
         self._closed = False
         self._error: BaseException | None = None
@@ -45,15 +56,15 @@ class EventStream:
             return
         buffer = self._buffer
         buffer.append(event)
-        if len(buffer) > self.limit:
+        if len(buffer) - self._head > self.limit:
             self._drop_oldest()
         if self._wakeup is not None:
             self._wake()
 
     def _drop_oldest(self) -> None:
         buffer = self._buffer
-        for index, old in enumerate(buffer):
-            if not isinstance(old, (InputRequiredEvent, StopEvent)):
+        for index in range(self._head, len(buffer)):
+            if not isinstance(buffer[index], (InputRequiredEvent, StopEvent)):
                 del buffer[index]
                 break
         else:
@@ -89,8 +100,13 @@ class EventStream:
 
     async def _iterate(self) -> AsyncIterator[Event]:
         while True:
-            while self._buffer:
-                yield self._buffer.popleft()
+            while self._head < len(self._buffer):
+                event = self._buffer[self._head]
+                self._head += 1
+                if self._head > 64 and self._head * 2 > len(self._buffer):
+                    del self._buffer[: self._head]
+                    self._head = 0
+                yield event
             if self._closed:
                 if self._error is not None:
                     raise self._error

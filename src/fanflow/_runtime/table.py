@@ -67,6 +67,7 @@ class StepTable:
             t: tuple(bs) for t, bs in routes.items()
         }
         self.graph: StepGraph = build_graph(b.spec for b in self.by_name.values())
+        self._in_loop: dict[tuple[str, bool], bool] = {}
         catchers = [b for b in self.by_name.values() if b.spec.catches_errors]
         self._catch_for: dict[str, StepBinding] = {}
         self._catch_any: StepBinding | None = None
@@ -75,6 +76,25 @@ class StepTable:
                 self._catch_any = self._catch_any or binding
             for name in binding.spec.for_steps or ():
                 self._catch_for.setdefault(name, binding)
+
+    def in_loop(self, step: str, workflow_executor: object) -> bool:
+        """Return whether `step`'s body is awaited as it is, in the loop (the fast path).
+
+        True for an ``async def`` body with no executor, resources or timeout
+        of its own, on a workflow without an executor. Remembered per step.
+        """
+        key = (step, workflow_executor is None)
+        found = self._in_loop.get(key)
+        if found is None:
+            spec = self.by_name[step].spec
+            found = self._in_loop[key] = (
+                spec.is_async
+                and spec.executor is None
+                and workflow_executor is None
+                and not getattr(spec, "resources", ())
+                and spec.timeout is None
+            )
+        return found
 
     def catcher(self, step: str) -> StepBinding | None:
         """Return the ``@catch_error`` step for a failure of `step`, if any.
