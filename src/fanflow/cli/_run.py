@@ -282,7 +282,7 @@ async def follow(
         streamer.cancel()
         ui.finish(store, handler.run_id)
     if detached:
-        _print_answer_hint(store, handler.run_id, inputs, ui.err)
+        _print_answer_hint(handler, inputs, ui.err)
         return 3
     result, error = _outcome(handler)
     if error is not None:
@@ -302,8 +302,9 @@ def _outcome(handler: WorkflowHandler) -> tuple[Any, BaseException | None]:
     return (None, error) if error is not None else (handler.result(), None)
 
 
-def _print_answer_hint(store: Store, run_id: str, inputs: Inputs, err: TextIO) -> None:
-    answer = answer_for(store.records(run_id), inputs.workflow)
+def _print_answer_hint(handler: WorkflowHandler, inputs: Inputs, err: TextIO) -> None:
+    run_id = handler.run_id
+    answer = answer_for(handler.records_so_far(), inputs.workflow)
     payload = {"type": answer.event_type.__name__, "data": hint_data(answer)}
     event = json.dumps(payload, ensure_ascii=False, default=str)
     print(f"fanflow: run {run_id} is waiting for input; answer it with:", file=err)
