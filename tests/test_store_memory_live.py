@@ -1,6 +1,7 @@
 """MemoryStore: a cap on records per run, and following a run's records live."""
 
 import asyncio
+import logging
 
 import pytest
 
@@ -128,8 +129,9 @@ async def test_the_event_stream_drops_the_oldest_unread_events_past_its_limit(
                 ctx.write_event_to_stream(Item(n=n))
             return StopEvent(result="done")
 
-    handler = Chatty().run()
-    assert await finish(handler) == "done"
+    with caplog.at_level(logging.WARNING, logger="fanflow"):
+        handler = Chatty().run()
+        assert await finish(handler) == "done"
     events = [e async for e in handler.stream_events()]
     assert [e.n for e in events[:-1]] == [16, 17, 18, 19]
     assert isinstance(events[-1], StopEvent)
