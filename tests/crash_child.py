@@ -19,6 +19,14 @@ the batch's transaction just before its COMMIT. Counting batches instead of
 sleeping makes every kill land on a chosen moment of the run, the same on
 every machine, and it is still a real SIGKILL: no ``finally``, no atexit.
 
+Faults (tests/test_crash.py) use ``--pause-after N``: once the N-th batch
+is committed the process prints ``{"paused": N}`` and waits for a line on
+stdin, while the test breaks the store (locks the file, fills the disk,
+cuts the connection). Each write that fails then prints
+``{"write_failed": k}``; a run that the store failed past
+``--store-retry-limit`` seconds prints ``{"interrupted": "..."}``.
+``--sqlite-timeout`` is how long an SQLite write waits for a lock.
+
 ``--zygote`` serves many commands cheaply: it imports everything once, then
 reads one JSON command per line on stdin (the options above as keys) and
 forks a fresh process for each; it answers each with one JSON line
@@ -53,6 +61,7 @@ from fanflow import (
     Workflow,
     step,
 )
+from fanflow.errors import JournalInterrupted
 from fanflow.stores import PostgresStore, SqliteStore, Store, open_store
 
 ITEMS = 5
@@ -137,8 +146,18 @@ class LoopFlow(Workflow):
 class KillSwitch:
     """Wraps a store; SIGKILLs this process around the `kill_after`-th batch written."""
 
-    def __init__(self, store: Store, kill_after: int | None, kill_at: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        kill_after: int | None,
+        kill_at: str,
+        pause_after: int | None = None,
+        out: Out | None = None,
+    ) -> None:
         self.store = store
+        self.pause_after = pause_after
+        self.out = out
+        self.failures = 0
         self.durable = getattr(store, "durable", False)
         self.kill_after = kill_after
         self.kill_at = kill_at
@@ -160,10 +179,18 @@ class KillSwitch:
         self.writing = due
         try:
             self.store.write(records)
+        except Exception:
+            self.failures += 1
+            if self.out is not None:
+                self.out({"write_failed": self.failures})
+            raise
         finally:
             self.writing = False
         if due and self.kill_at == "after":
             die()
+        if self.batches == self.pause_after and self.out is not None:
+            self.out({"paused": self.batches})
+            sys.stdin.readline()  # the test breaks the store meanwhile
 
     def _trace(self, statement: str) -> None:
         if self.writing and statement == "COMMIT":
@@ -178,19 +205,23 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def open_db(url: str, table_prefix: str | None) -> Store:
+def open_db(url: str, table_prefix: str | None, sqlite_timeout: float | None = None) -> Store:
     """Open the store at `url`; a PostgreSQL one on tables of `table_prefix` if given."""
     if table_prefix:
         return PostgresStore(url, table_prefix=table_prefix)
+    if sqlite_timeout is not None:
+        return SqliteStore(url.removeprefix("sqlite:///"), timeout=sqlite_timeout)
     return open_store(url)
 
 
 async def drive(command: dict[str, Any], out: Out) -> None:
     """Run one command (see the module docstring), reporting through `out`."""
     store = KillSwitch(
-        open_db(command["db"], command.get("table_prefix")),
+        open_db(command["db"], command.get("table_prefix"), command.get("sqlite_timeout")),
         command.get("kill_after"),
         command.get("kill_at", "after"),
+        command.get("pause_after"),
+        out,
     )
     try:
         if command.get("ask"):
@@ -202,11 +233,20 @@ async def drive(command: dict[str, Any], out: Out) -> None:
 
 
 async def _loop(store: KillSwitch, command: dict[str, Any], out: Out) -> None:
-    wf = LoopFlow(store=store, durability=command.get("durability", "batched"))
+    limit = command.get("store_retry_limit")
+    wf = LoopFlow(
+        store=store,
+        durability=command.get("durability", "batched"),
+        **({} if limit is None else {"store_retry_limit": limit}),
+    )
     run_id = command.get("run_id")
     handler = wf.resume(run_id) if run_id else wf.run(seed=command.get("seed", 2))
     out({"run_id": handler.run_id, "pid": os.getpid()})
-    result = await handler
+    try:
+        result = await handler
+    except JournalInterrupted as exc:
+        out({"interrupted": str(exc)})
+        return
     state = (await handler.ctx.store.get_state()).model_dump()
     out({"result": result, "state": state})
 
@@ -277,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-after", type=int, help="SIGKILL around this batch (1-based)")
     parser.add_argument("--kill-at", default="after", choices=("before", "after", "commit"))
     parser.add_argument("--ask", action="store_true", help="run AskFlow instead of LoopFlow")
+    parser.add_argument("--pause-after", type=int, help="wait for a stdin line after this batch")
+    parser.add_argument("--store-retry-limit", type=float, help="Workflow(store_retry_limit=)")
+    parser.add_argument("--sqlite-timeout", type=float, help="SqliteStore(timeout=)")
     parser.add_argument("--zygote", action="store_true", help="serve commands from stdin")
     args = parser.parse_args(argv)
     if args.zygote:

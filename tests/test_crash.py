@@ -28,6 +28,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -36,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from crash_child import LoopFlow
@@ -560,3 +562,250 @@ def test_a_holder_stopped_past_its_ttl_cannot_append(backend: Backend) -> None:
         child.stdin.close()
         child.wait(timeout=30)
         child.stdout.close()
+
+
+# ---------------------------------------------------------------- faults
+#
+# A fault breaks the store under a live run, after its third batch is
+# committed: the run's writes fail and are retried, the run held meanwhile.
+# Healed within the retry limit, the run goes on; broken past it, the run
+# stops "interrupted" and a fresh process resumes it once the store works.
+# Either way the run must end exactly as an uninterrupted one does.
+
+PAUSE_AFTER = 3  # the batch after which the store breaks
+SHORT_LIMIT = 1.0  # store_retry_limit (s) of runs whose fault outlasts it
+
+
+class FaultChild:
+    """A standalone ``crash_child.py`` that pauses after a batch until told to go on."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CHILD), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[dict[str, Any]] = []
+
+    def until(self, key: str) -> dict[str, Any]:
+        """Return the next line that has `key`; the child's watchdog bounds the wait."""
+        assert self.proc.stdout is not None
+        while True:
+            text = self.proc.stdout.readline()
+            if not text:
+                pytest.fail(f"child ended (exit {self.proc.wait()}) before printing {key!r}")
+            line: dict[str, Any] = json.loads(text)
+            self.lines.append(line)
+            assert "error" not in line, line["error"]
+            if key in line:
+                return line
+
+    def go(self) -> None:
+        """Let the paused child go on."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def end(self) -> Exit:
+        """Wait for the child to exit and return how it ended."""
+        code = self.proc.wait(timeout=60)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        return Exit(self.proc.pid, self.lines, None, code)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.end()
+
+
+@dataclass
+class Fault:
+    """How to break the store under a run, and mend it."""
+
+    args: list[str]  # the store options of the run's process
+    resume_args: list[str]  # those of the process that resumes it
+    inject: Any  # () -> None
+    heal: Any  # () -> None
+
+
+async def run_through(fault: Fault, backend: Backend, outlasts: bool) -> None:
+    """Break the store under a live run, mend it, and check the run ends as if unbroken."""
+    expected = await uninterrupted()
+    limit = SHORT_LIMIT if outlasts else 60.0
+    # "sync": each step transition waits for its commit, so a run has many
+    # batches and stands still while its store is broken.
+    options = ["--pause-after", str(PAUSE_AFTER), "--store-retry-limit", str(limit)]
+    options += ["--durability", "sync"]
+    child = FaultChild(*fault.args, *options)
+    healed = False
+    try:
+        run_id = child.until("run_id")["run_id"]
+        child.until("paused")
+        fault.inject()
+        child.go()
+        child.until("write_failed")
+        if outlasts:
+            child.until("interrupted")
+        else:
+            child.until("write_failed")  # failed again: retried while the fault lasts
+        fault.heal()
+        healed = True
+        if not outlasts:
+            child.until("result")
+        final = child.end()
+        assert final.exit == 0, final.lines
+        if outlasts:
+            again = FaultChild(*fault.resume_args, "--run-id", run_id)
+            again.until("result")
+            final = again.end()
+    finally:
+        if not healed:
+            fault.heal()
+        child.kill()
+    with contextlib.closing(backend.open()) as store:
+        statuses = [r.data for r in store.records(run_id) if r.kind is K.RUN_FINISHED]
+        assert statuses == ["ok"]  # "interrupted" is not a RUN_FINISHED: the run was resumable
+        await check_run(store, run_id, final, expected)
+
+
+@pytest.mark.parametrize("outlasts", [False, True], ids=["healed", "outlasts-the-limit"])
+async def test_an_sqlite_lock_held_past_the_timeout(tmp_path: Path, outlasts: bool) -> None:
+    """Another connection holds the write lock: writes fail, are retried, and nothing is lost."""
+    path = tmp_path / "runs.db"
+    backend = Backend(f"sqlite:///{path}", None, ())
+    holder = sqlite3.connect(path, isolation_level=None)
+
+    def lock() -> None:
+        holder.execute("BEGIN IMMEDIATE")
+
+    def unlock() -> None:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+
+    args = [*backend.args(), "--sqlite-timeout", "0.1"]
+    try:
+        await run_through(Fault(args, backend.args(), lock, unlock), backend, outlasts)
+    finally:
+        holder.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """Return a folder on a tmpfs of 8 MB of its own, or skip saying why there is none."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("outlasts", [False, True], ids=["healed", "outlasts-the-limit"])
+async def test_a_full_disk(small_disk: Path, outlasts: bool) -> None:
+    """The database's disk fills up: writes fail, are retried, and nothing is lost."""
+    backend = Backend(f"sqlite:///{small_disk / 'runs.db'}", None, ())
+    filler = small_disk / "filler"
+
+    def fill() -> None:
+        with open(filler, "wb") as out, contextlib.suppress(OSError):
+            while True:  # until ENOSPC
+                out.write(b"\0" * 65536)
+                out.flush()
+
+    def free() -> None:
+        filler.unlink(missing_ok=True)
+
+    await run_through(Fault(backend.args(), backend.args(), fill, free), backend, outlasts)
+
+
+class Proxy:
+    """A TCP proxy on 127.0.0.1 to a server, run on a loop in a thread, that can cut the line.
+
+    `cut` closes every connection through it (the server sees its clients
+    go) and stops listening (new connections are refused); `mend` listens
+    again on the same port.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.links: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(self._listen)
+
+    def call(self, fn: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(fn(), self.loop).result(10)
+
+    async def _listen(self) -> None:
+        self.server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self.links |= {writer, up_writer}
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            self.links.discard(writer)
+            writer.transport.abort()
+
+    async def _cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for writer in list(self.links):
+            writer.transport.abort()
+        self.links.clear()
+
+    def cut(self) -> None:
+        self.call(self._cut)
+
+    def mend(self) -> None:
+        self.call(self._listen)
+
+    def close(self) -> None:
+        self.cut()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.mark.parametrize("outlasts", [False, True], ids=["healed", "outlasts-the-limit"])
+async def test_a_postgres_connection_cut_by_a_proxy(backend: Backend, outlasts: bool) -> None:
+    """The line to PostgreSQL is cut and refused: writes fail, are retried, nothing is lost."""
+    if backend.table_prefix is None:
+        pytest.skip("a PostgreSQL fault")
+    server = urlsplit(backend.url)
+    proxy = Proxy(server.hostname or "127.0.0.1", server.port or 5432)
+    try:
+        via = urlunsplit(server._replace(netloc=f"{server.username}@127.0.0.1:{proxy.port}"))
+        args = ["--db", via, "--table-prefix", backend.table_prefix]
+        fault = Fault(args, backend.args(), proxy.cut, proxy.mend)
+        await run_through(fault, backend, outlasts)
+    finally:
+        proxy.close()
