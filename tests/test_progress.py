@@ -153,3 +153,17 @@ def test_records_of_other_kinds_change_nothing() -> None:
     """State changes and streamed events leave the counts alone."""
     progress = Progress()
     assert not progress.add([Record("r", 1, RecordKind.STATE_CHANGED, 0.0, "s", 1)])
+
+
+async def test_show_records_prints_each_records_line_above_the_table() -> None:
+    """`each` turns records into lines printed above the live table (runs show --follow)."""
+    Jobs.failed = False
+    store = MemoryStore()
+    handler = Jobs(store=store).run()
+    await handler
+    records = store.records(handler.run_id)
+    out = io.StringIO()
+    await show_records(_records(records), out, live=True, each=lambda r: f"seq {r.seq}")
+    text = out.getvalue()
+    assert all(f"seq {r.seq}\n" in text for r in records)
+    assert text.index("seq 1\n") < text.index(f"seq {records[-1].seq}\n")

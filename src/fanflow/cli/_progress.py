@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any, TextIO
 
@@ -311,12 +311,14 @@ async def show_records(
     live: bool | None = None,
     progress: Progress | None = None,
     every: float = 1.0,
+    each: Callable[[Record], str | None] | None = None,
 ) -> Progress:
     """Show a run from its records until they end: a live table on a terminal, else plain lines.
 
     `live` None asks `stream.isatty()`. Plain output prints a ``progress:``
     line when the counts changed, at most once per `every` seconds, and
-    the final counts at the end.
+    the final counts at the end. `each` turns a record into a line to print
+    (above the table when live), or None for none.
     Returns the counts.
     """
     progress = progress or Progress()
@@ -324,12 +326,18 @@ async def show_records(
     if live:
         with LiveView(progress, stream) as view:
             async for record in records:
+                line = each(record) if each is not None else None
+                if line is not None:
+                    view.print(line + "\n")
                 if progress.add([record]):
                     view.update()
     else:
         clock = asyncio.get_running_loop().time
         last = clock()
         async for record in records:
+            line = each(record) if each is not None else None
+            if line is not None:
+                print(line, file=stream, flush=True)
             if progress.add([record]) and clock() - last >= every:
                 last = clock()
                 print("progress: " + " | ".join(progress.lines()), file=stream, flush=True)

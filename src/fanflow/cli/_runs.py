@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fanflow import events
-from fanflow._runtime.records import RecordKind, Store
+from fanflow._runtime.records import Record, RecordKind, Store
 from fanflow.cli._db import (
     CachedStore,
     db_option,
@@ -39,6 +39,7 @@ from fanflow.cli._db import (
     recorded_source,
     shown_url,
 )
+from fanflow.cli._progress import show_records
 from fanflow.cli._run import Inputs, Ui, UsageError, follow, make_ui, make_workflow
 from fanflow.cli._show import record_line, record_lines, runs_table
 from fanflow.cli._target import Target, TargetError, load_target
@@ -223,10 +224,18 @@ def _follow_run(store: Store, run_id: str) -> int:
 
 async def _print_records(store: Store, run_id: str) -> None:
     start: float | None = None
-    async for record in follow_records(store, run_id):
-        if start is None:
-            start = record.at
-        print(record_line(record, start), flush=True)
+
+    def line(record: Record) -> str:
+        nonlocal start
+        start = record.at if start is None else start
+        return record_line(record, start)
+
+    records = follow_records(store, run_id)
+    if sys.stdout.isatty():  # the record lines above the live table of the steps
+        await show_records(records, sys.stdout, live=True, each=line)
+        return
+    async for record in records:
+        print(line(record), flush=True)
 
 
 def find_run(store: Store, given: str, url: str) -> str:
