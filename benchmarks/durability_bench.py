@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/durability_bench.py                 # every level, 3 repeats
     .venv/bin/python benchmarks/durability_bench.py --only sqlite   # the SQLite rows only
     .venv/bin/python benchmarks/durability_bench.py --profile sqlite-batched
+    .venv/bin/python benchmarks/durability_bench.py --workload chain --n 1000
 
 The flow is the hoisted fan-out of benchmarks/fanout_hoisted.py::
 
@@ -21,6 +22,11 @@ and its ratio to the in-memory median of the same sitting; issue 4's target
 is SQLite batched <= 3x. PostgreSQL rows are skipped, saying why, when
 asyncpg or the server (``$FANFLOW_BENCH_POSTGRES``, default
 ``postgresql://postgres@127.0.0.1:5432/test``) is missing.
+
+``--workload chain`` times a chain instead: one step that sends itself the
+next hop n times (us per hop). The ``-full`` SQLite rows open the file with
+``synchronous="FULL"``, which syncs the log at every commit (what survives a
+power loss). benchmarks/peers/ runs the same workloads on DBOS and LangGraph.
 
 ``--profile LEVEL`` runs one measurement in this process under cProfile
 and prints where the time goes, grouped into the engine, JSON encoding, the
@@ -52,7 +58,7 @@ from typing import Any
 
 import fanout_hoisted
 
-from fanflow import MemoryStore, Store
+from fanflow import Context, Event, MemoryStore, StartEvent, StopEvent, Store, Workflow, step
 from fanflow.stores import PostgresStore, SqliteStore
 
 DSN = os.environ.get("FANFLOW_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -64,7 +70,7 @@ class Level:
     """One row of the table: a store, a durability level, and the fan-out size."""
 
     name: str
-    store: str  # "memory", "sqlite" or "postgres"
+    store: str  # "memory", "sqlite", "sqlite-full" or "postgres"
     durability: str
     n: int | None = None  # None: --n
 
@@ -76,6 +82,8 @@ def levels(args: argparse.Namespace) -> list[Level]:
         Level("sqlite-sync", "sqlite", "sync"),
         Level("sqlite-batched", "sqlite", "batched"),
         Level("sqlite-exit", "sqlite", "exit"),
+        Level("sqlite-full-sync", "sqlite-full", "sync"),
+        Level("sqlite-full-batched", "sqlite-full", "batched"),
         Level("postgres-batched", "postgres", "batched"),
         Level("postgres-sync", "postgres", "sync", args.pg_sync_n),
     ]
@@ -91,6 +99,28 @@ def make_fanout(n: int, workers: int, store: Store, durability: str) -> Any:
     return fanout_hoisted.make_fanout(n, workers, timeout=None, store=store, durability=durability)
 
 
+class Hop(Event):
+    i: int
+
+
+def make_chain(n: int, workers: int, store: Store, durability: str) -> Any:
+    """Return a chain of n hops: one step that sends itself the next hop until the last."""
+
+    class Chain(Workflow):
+        @step
+        async def start(self, ctx: Context, ev: StartEvent) -> Hop:
+            return Hop(i=0)
+
+        @step
+        async def hop(self, ctx: Context, ev: Hop) -> Hop | StopEvent:
+            return Hop(i=ev.i + 1) if ev.i + 1 < n else StopEvent(result=n)
+
+    return Chain(timeout=None, store=store, durability=durability)
+
+
+WORKLOADS = {"fanout": make_fanout, "chain": make_chain}
+
+
 # ---------------------------------------------------------------- one measurement
 
 
@@ -99,8 +129,12 @@ def open_store(kind: str) -> Iterator[Store]:
     """Yield a fresh store of `kind`; its file or tables are removed afterwards."""
     if kind == "memory":
         yield MemoryStore()
-    elif kind == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp, SqliteStore(Path(tmp) / "runs.db") as store:
+    elif kind.startswith("sqlite"):
+        synchronous = "FULL" if kind == "sqlite-full" else "NORMAL"
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            SqliteStore(Path(tmp) / "runs.db", synchronous=synchronous) as store,
+        ):
             yield store
     else:
         prefix = f"ffbench_{uuid.uuid4().hex[:10]}"
@@ -128,14 +162,19 @@ def drop_tables(prefix: str) -> None:
 
 
 def measure(
-    level: Level, n: int, workers: int, profiler: cProfile.Profile | None = None
+    level: Level,
+    n: int,
+    workers: int,
+    profiler: cProfile.Profile | None = None,
+    workload: str = "fanout",
 ) -> dict[str, Any]:
-    """Time one fan-out run at `level` (under `profiler`, if given) and return its figures."""
+    """Time one run of `workload` at `level` (under `profiler`, if given); return its figures."""
+    make = WORKLOADS[workload]
     with open_store(level.store) as store:
 
         async def go() -> tuple[float, Any, str]:
-            await make_fanout(10, workers, store, level.durability).run()  # warm-up
-            wf = make_fanout(n, workers, store, level.durability)
+            await make(10, workers, store, level.durability).run()  # warm-up
+            wf = make(n, workers, store, level.durability)
             if profiler is not None:
                 profiler.enable()
             started = time.perf_counter()
@@ -149,9 +188,10 @@ def measure(
         wall, result, run_id = asyncio.run(go())
         records = len(store.records(run_id))
     if result != n:
-        raise SystemExit(f"{level.name}: the fan-out returned {result!r}, not {n}")
+        raise SystemExit(f"{level.name}: the {workload} returned {result!r}, not {n}")
     return {
         "level": level.name,
+        "workload": workload,
         "n": n,
         "workers": workers,
         "wall_s": round(wall, 6),
@@ -174,9 +214,10 @@ def postgres_problem() -> str | None:
     return None
 
 
-def run_child(level: Level, n: int, workers: int) -> dict[str, Any]:
+def run_child(level: Level, n: int, workers: int, workload: str = "fanout") -> dict[str, Any]:
     """Measure `level` in a fresh process and return its figures."""
     command = [sys.executable, __file__, "--child", level.name, "--n", str(n)]
+    command += ["--workload", workload]
     done = subprocess.run(
         [*command, "--workers", str(workers)], capture_output=True, text=True, check=False
     )
@@ -209,7 +250,7 @@ def header(args: argparse.Namespace) -> str:
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}\n"
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
         f"commit {commit}{' + uncommitted src/' if dirty else ''}; "
-        f"fan-out W={args.workers}, {args.repeat} fresh processes per row"
+        f"{args.workload} W={args.workers}, {args.repeat} fresh processes per row"
     )
 
 
@@ -252,7 +293,7 @@ def sitting(args: argparse.Namespace) -> int:
         for level in order:
             if level.store == "postgres" and problem:
                 continue
-            figures = run_child(level, level.n or args.n, args.workers)
+            figures = run_child(level, level.n or args.n, args.workers, args.workload)
             rows[level].append(figures)
             print(f"  repeat {repeat + 1}: {level.name}: {figures['us_per_event']} us/event")
             if args.out:
@@ -280,7 +321,7 @@ def profile(args: argparse.Namespace) -> int:
     if level is None:
         raise SystemExit(f"--profile takes one of {', '.join(lv.name for lv in levels(args))}")
     profiler = cProfile.Profile()
-    figures = measure(level, level.n or args.n, args.workers, profiler)
+    figures = measure(level, level.n or args.n, args.workers, profiler, args.workload)
     stats = pstats.Stats(profiler)
     print(json.dumps(figures))
     total = figures["wall_s"]
@@ -310,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", nargs="+", default=[""], help="measure rows whose name contains a word"
     )
+    parser.add_argument("--workload", choices=tuple(WORKLOADS), default="fanout")
     parser.add_argument("--out", help="append each measurement to this file as a JSON line")
     parser.add_argument("--profile", metavar="LEVEL", help="profile one level in this process")
     parser.add_argument("--top", type=int, default=25, help="functions --profile lists (25)")
@@ -317,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         level = next(lv for lv in levels(args) if lv.name == args.child)
-        print(json.dumps(measure(level, args.n, args.workers)))
+        print(json.dumps(measure(level, args.n, args.workers, workload=args.workload)))
         return 0
     if args.profile:
         return profile(args)
