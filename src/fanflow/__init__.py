@@ -9,6 +9,7 @@ Every public name is importable from here; `fanflow.events` and
 import importlib as _importlib
 import typing as _typing
 
+from fanflow._logging import install as _install_logging
 from fanflow._runtime.records import Record, RecordKind, RunInfo, Store
 from fanflow._runtime.state import DictState, StateStore
 from fanflow.clock import Clock, MockClock, SystemClock
@@ -79,6 +80,10 @@ if _typing.TYPE_CHECKING:
         to_html,
         to_mermaid,
     )
+
+# Runs log under the "fanflow" logger (failures, retries, ends), printing
+# nothing unless the application configures logging.
+_install_logging()
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from fanflow.events import Event, StepState, StepStateChanged
 
@@ -30,6 +31,9 @@ class RunIdentity:
     run_id: str
     workflow: str
     resumed: bool = False
+    # Kept with the run's RUN_STARTED record and given back on resume: a tracer
+    # stores its trace context here (JSON values only).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +106,18 @@ def remove_listener(listener: Listener) -> None:
 class Hooks:
     """The listeners of one run, called safely."""
 
-    __slots__ = ("listeners",)
+    __slots__ = ("emits", "failures", "listeners", "steps")
 
     def __init__(self, listeners: Sequence[Listener], *, with_global: bool = True) -> None:
         self.listeners: tuple[Listener, ...] = (
             (*_GLOBAL, *listeners) if with_global else tuple(listeners)
         )
+        # Which calls anyone overrides: the engine skips building what nobody hears
+        # (a logging listener that wants only failures costs no step its info).
+        heard = frozenset().union(*map(_overrides, self.listeners))
+        self.steps = not heard.isdisjoint(("step_started", "step_finished"))
+        self.failures = self.steps or not heard.isdisjoint(("step_failed", "step_retried"))
+        self.emits = "event_emitted" in heard
 
     @classmethod
     def for_run(cls, listeners: Sequence[Listener]) -> Hooks:
@@ -123,6 +133,21 @@ class Hooks:
                 getattr(listener, name)(*args)
             except Exception:
                 log.exception("fanflow listener %r failed in %s", listener, name)
+
+
+_OVERRIDES: dict[type[Listener], frozenset[str]] = {}
+
+
+def _overrides(listener: Listener) -> frozenset[str]:
+    """Return the calls `listener`'s class overrides (methods set on an instance are not seen)."""
+    kind = type(listener)
+    names = _OVERRIDES.get(kind)
+    if names is None:
+        calls = [name for name in vars(Listener) if not name.startswith("_")]
+        names = _OVERRIDES[kind] = frozenset(
+            name for name in calls if getattr(kind, name) is not getattr(Listener, name)
+        )
+    return names
 
 
 _NONE = Hooks(())

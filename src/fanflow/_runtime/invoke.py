@@ -137,7 +137,7 @@ class Invoker:
         first_start = started = frame.slice_start  # set by `invoke` as this slice began
         while True:
             record(_STARTED, name, invocation, event_id, None, frame.retry.retry_number + 1)
-            info = self._info(frame, event) if hooks.listeners else None
+            info = self._info(frame, event) if hooks.steps else None
             if info is not None:
                 hooks.call("step_started", info)
             try:
@@ -171,6 +171,8 @@ class Invoker:
                 owner.collect.roll_back(frame)
                 seconds = now() - started
                 record(_FAILED, name, invocation, None, None, seconds, error)
+                if info is None and hooks.failures:
+                    info = self._info(frame, event)
                 if info is not None:
                     hooks.call("step_failed", info, error, seconds)
                 if owner.outcome is not None:
@@ -338,6 +340,8 @@ class Invoker:
         error.__cause__ = fatal
         seconds = owner.monotonic() - started
         owner.record(_FAILED, frame.step, frame.invocation, None, None, seconds, error)
+        if info is None and owner.hooks.failures and frame.event is not None:
+            info = self._info(frame, frame.event)
         if info is not None:
             owner.hooks.call("step_failed", info, fatal, seconds)
         owner.fail(error, step=frame.step, attempts=frame.retry.attempt)

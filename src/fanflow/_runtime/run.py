@@ -308,7 +308,7 @@ class Run:
     def start(self, start_event: Event) -> None:
         """Record the start, dispatch `start_event`, then the events sent while queued."""
         self._begin()
-        info = {"workflow": self.workflow_name, "source": self.source}
+        info = {"workflow": self.workflow_name, "source": self.source, **self.identity.metadata}
         self.record(RecordKind.RUN_STARTED, None, None, None, start_event, info)
         self.emit(start_event, None)
         early, self.inbox.early = self.inbox.early, []
@@ -345,7 +345,13 @@ class Run:
 
     def resume(self, records: list[Record]) -> None:
         """Continue this run from its `records` (see `fanflow._runtime.resume`)."""
-        self.identity = RunIdentity(self.run_id, self.workflow_name, resumed=True)
+        first = records[0].data if records and records[0].kind is RecordKind.RUN_STARTED else None
+        kept = (
+            {k: v for k, v in first.items() if k not in ("workflow", "source")}
+            if isinstance(first, dict)
+            else {}
+        )
+        self.identity = RunIdentity(self.run_id, self.workflow_name, resumed=True, metadata=kept)
         self._begin()
         self.journal.continue_after(records[-1].seq)
         self.record(RecordKind.RUN_RESUMED, data=self._lease.holder if self._lease else None)
@@ -438,7 +444,7 @@ class Run:
             self.record(_EMITTED, None, None, event_id, event, target)
         else:
             self.record(_EMITTED, frame.step, frame.invocation, event_id, event, target)
-        if self.hooks.listeners:
+        if self.hooks.emits:
             by = self.invoker._info(frame, frame.event) if frame and frame.event else None
             self.hooks.call("event_emitted", self.run_id, event_id, event, by)
         return event_id
