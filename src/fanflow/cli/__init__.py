@@ -40,9 +40,9 @@ from fanflow.cli._run import (
     start_arguments,
 )
 from fanflow.cli._runs import add_runs
-from fanflow.cli._worker import add_submit, add_worker
 from fanflow.cli._serve import add_serve
 from fanflow.cli._target import Target, TargetError, file_source, load_target
+from fanflow.cli._worker import add_submit, add_worker
 from fanflow.drawing import draw_all_possible_flows, to_dot, to_mermaid
 from fanflow.drawing._model import workflow_class
 from fanflow.errors import FanflowError, WorkflowValidationError
