@@ -59,7 +59,6 @@ class Owner(Protocol):
     workflow_name: str
     ctx: Any
     clock: Clock
-    table: Any
     monotonic: Callable[[], float]
     hooks: Hooks
     collect: CollectBuffers
@@ -218,7 +217,7 @@ class Invoker:
 
     async def _call(self, lane: Lane, frame: StepFrame, event: Event) -> object:
         owner = self.owner
-        if owner.table.in_loop(lane.name, owner.executor):
+        if lane.in_loop:
             return await lane.binding.call(owner.ctx, event)
         binding = lane.binding
         spec = binding.spec

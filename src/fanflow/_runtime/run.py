@@ -198,6 +198,7 @@ class Run:
             self.invoker.invoke,
             self._maybe_settle,
             self._crashed,
+            lambda step: table.in_loop(step, executor),
         )
         self.hooks = Hooks.for_run((*listeners, VERBOSE) if verbose else listeners)
         self.identity = RunIdentity(run_id, workflow_name)
@@ -408,8 +409,8 @@ class Run:
         subscribe = getattr(self.sink, "subscribe", None)
         if subscribe is None:
             raise WorkflowRuntimeError(
-                f"{type(self.sink).__name__} cannot be followed live; use a MemoryStore, or "
-                "read store.records(run_id) once the run has ended"
+                f"{type(self.sink).__name__} has no subscribe(run_id, after): it cannot be "
+                "followed live; read store.records(run_id) once the run has ended"
             )
         records: AsyncIterator[Record] = subscribe(self.run_id, after)
         return records

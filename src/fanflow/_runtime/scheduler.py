@@ -58,10 +58,11 @@ def _checkpoint() -> Generator[None, None, None]:
 class Lane:
     """One step's queue and worker count within one run."""
 
-    __slots__ = ("binding", "limit", "name", "queue", "started", "workers")
+    __slots__ = ("binding", "in_loop", "limit", "name", "queue", "started", "workers")
 
-    def __init__(self, binding: StepBinding) -> None:
+    def __init__(self, binding: StepBinding, in_loop: bool = False) -> None:
         self.binding = binding
+        self.in_loop = in_loop  # the body is awaited as it is, in the loop (the fast path)
         self.name = binding.spec.name
         self.limit = binding.spec.num_workers
         self.queue: deque[Item] = deque()
@@ -89,6 +90,7 @@ class Scheduler:
 
     __slots__ = (
         "_gate",
+        "_in_loop",
         "_invoke",
         "_new_frame",
         "_offering",
@@ -111,6 +113,7 @@ class Scheduler:
         invoke: Callable[[Lane, StepFrame, Item], Awaitable[None] | None],
         on_drained: Callable[[], None],
         on_crash: Callable[[BaseException], None],
+        in_loop: Callable[[str], bool] = lambda step: False,
     ) -> None:
         self.loop = loop
         self.context = context  # the run's context; every worker starts from a copy
@@ -118,6 +121,7 @@ class Scheduler:
         self._invoke = invoke
         self._on_drained = on_drained
         self._on_crash = on_crash
+        self._in_loop = in_loop
         self.lanes: dict[str, Lane] = {}
         self.tasks: dict[asyncio.Task[None], StepFrame | None] = {}
         self.busy = 0
@@ -132,7 +136,7 @@ class Scheduler:
         """Queue `event` for `binding`'s step; start (or hand off) a worker if below the limit."""
         lane = self.lanes.get(binding.spec.name)
         if lane is None:
-            lane = self.lanes[binding.spec.name] = Lane(binding)
+            lane = self.lanes[binding.spec.name] = Lane(binding, self._in_loop(binding.spec.name))
         lane.queue.append((event_id, event, cause))
         self.busy += 1
         if lane.workers < lane.limit:
