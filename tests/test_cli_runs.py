@@ -128,6 +128,20 @@ def test_list_is_a_table_newest_first_with_status_and_limit(
     assert err == "(the newest 1; --limit 0 lists all)\n"
 
 
+def test_list_json_is_one_object_per_run_for_scripts(capsys: pytest.CaptureFixture[str]) -> None:
+    """``runs list --json``: one JSON line per run with status, result or error, and times."""
+    ok = run_id_of(cli(capsys, "run", f"{FLOWS}:Count")[2])
+    failed = run_id_of(cli(capsys, "run", f"{FLOWS}:Fail")[2])
+    status, out, _ = cli(capsys, "runs", "list", "--json")
+    assert status == 0
+    rows = {row["run_id"]: row for row in map(json.loads, out.splitlines())}
+    assert set(rows) == {ok, failed}
+    assert (rows[ok]["status"], rows[ok]["result"], rows[ok]["error"]) == ("ok", "3 items", None)
+    assert rows[failed]["status"] == "failed" and rows[failed]["error"]
+    assert rows[ok]["finished_at"] >= rows[ok]["started_at"] > 0
+    assert set(rows[ok]) >= {"workflow", "worker"}
+
+
 def test_show_prints_one_line_per_record(capsys: pytest.CaptureFixture[str]) -> None:
     """``runs show`` prints each record: seq, offset, kind, step#invocation and details."""
     run_id = run_id_of(cli(capsys, "run", f"{FLOWS}:Count")[2])

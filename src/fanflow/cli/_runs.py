@@ -98,6 +98,12 @@ def _add_list(subcommands: Any, common: argparse.ArgumentParser) -> None:
     runs_list.add_argument(
         "--limit", type=_count, default=20, metavar="N", help="at most N runs (0: all; default 20)"
     )
+    runs_list.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line, for scripts: run_id, workflow, status, result, error, "
+        "worker, started_at, finished_at (seconds since the epoch)",
+    )
     runs_list.set_defaults(command=_cmd_list)
 
 
@@ -184,6 +190,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     try:
         limit = args.limit or None
         runs = store.list_runs(status=args.status, limit=None if limit is None else limit + 1)
+        if args.json:
+            for info in runs[:limit]:
+                print(json.dumps(_run_json(info, loose_records(store, info.run_id)), default=repr))
+            return 0
     finally:
         store.close()
     if not runs:
@@ -195,6 +205,37 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if limit is not None and len(runs) > limit:
         print(f"(the newest {limit}; --limit 0 lists all)", file=sys.stderr)
     return 0
+
+
+def _run_json(info: Any, records: list[Record]) -> dict[str, Any]:
+    """Return one run as a JSON-ready dict (for ``runs list --json``)."""
+    result: Any = None
+    error: str | None = None
+    worker: Any = None
+    last = records[-1] if records else None
+    for record in records:
+        if record.kind is RecordKind.RUN_RESUMED:
+            worker = record.data  # the lease holder that took the run over last
+    if last is not None and last.kind is RecordKind.RUN_FINISHED:
+        if last.error is not None:
+            error = f"{type(last.error).__name__}: {last.error}"
+        elif last.event_id is not None:
+            for record in records:
+                if record.kind is RecordKind.EVENT_EMITTED and record.event_id == last.event_id:
+                    stop = record.event
+                    result = stop.get("result") if isinstance(stop, Event) else None
+                    if isinstance(result, Event):
+                        result = result.model_dump(mode="json")
+    return {
+        "run_id": info.run_id,
+        "workflow": info.workflow,
+        "status": info.status,
+        "result": result,
+        "error": error,
+        "worker": worker,
+        "started_at": info.started_at,
+        "finished_at": info.finished_at,
+    }
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
