@@ -287,7 +287,7 @@ class Workflow:
         """Queue a run in PostgreSQL `store` for ``fanflow worker`` processes; return its handle.
 
         ``await`` the handle (a `fanflow.worker.QueuedRun`) for the result,
-        which it follows through the journal. See ``docs/distributed.md``.
+        which it follows through the journal. See ``docs/scale-out.md``.
         """
         # The worker layer sits above this one: loaded on first use, like the stores.
         from fanflow.worker.queue import submit

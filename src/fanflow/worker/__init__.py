@@ -7,7 +7,7 @@
     await worker.serve()                                             # until worker.stop()
 
 `Limit` and `limited` bound calls across every worker on one database.
-See ``docs/distributed.md``.
+See ``docs/scale-out.md``.
 """
 
 from fanflow.worker.limits import Limit, LimitError, close_limits, limited, parse_rate
