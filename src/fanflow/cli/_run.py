@@ -277,6 +277,9 @@ async def follow(
         detached = not handler.done()
         if detached:
             handler.detach()
+            # Detaching settles once the journal has written the run's records
+            # and released its lease: only then may another process take it.
+            await asyncio.wait([handler])
         else:
             await asyncio.wait([streamer], timeout=1.0)
         streamer.cancel()
