@@ -377,3 +377,16 @@ async def test_token_is_required_on_every_route(app: Path, tmp_path: Path) -> No
         data = await client.run_workflow("FanOut", start_event={"count": 2})
         events = await events_of(client, data.handler_id, after_sequence=-1)
         assert events[-1].value == {"result": 1}
+
+
+async def test_metrics_are_served_in_prometheus_text_when_asked(app: Path, tmp_path: Path) -> None:
+    """``fanflow serve --metrics`` answers /metrics with fanflow's step counters; off, 404."""
+    with serving(app, f"sqlite:///{tmp_path / 'runs.db'}", "--metrics") as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            names = (await http.get("/workflows")).json()["workflows"]
+            started = await http.post(f"/workflows/{names[0]}/run", json={"start_event": {}})
+            assert started.status_code in (200, 500)
+            text = (await http.get("/metrics")).text
+    assert "fanflow" in text and "# TYPE" in text
+    with serving(app, f"sqlite:///{tmp_path / 'other.db'}") as server:
+        assert httpx.get(server.url + "/metrics").status_code == 404

@@ -59,6 +59,12 @@ def add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="allow cross-origin requests from ORIGIN (repeatable; default: CORS off)",
     )
+    serve.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve run and step metrics at /metrics in the Prometheus text format "
+        "(needs the otel and server extras)",
+    )
     serve.set_defaults(command=cmd_serve)
 
 
@@ -87,8 +93,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.token = token or server.token
         if args.cors_origin:
             server.cors_origins = list(args.cors_origin)
+        server.metrics = server.metrics or args.metrics
     else:
-        server = WorkflowServer(db=url, token=token, cors_origins=args.cors_origin)
+        server = WorkflowServer(
+            db=url, token=token, cors_origins=args.cors_origin, metrics=args.metrics
+        )
         for cls in _workflow_classes(module):
             server.add_workflow(cls.__name__, cls())
     names = ", ".join(server.runs.served) or "none"

@@ -67,8 +67,11 @@ class WorkflowServer:
         max_body: int = MAX_BODY,
         poll: float = 0.2,
         takeover_every: float = 10.0,
+        metrics: bool = False,
     ) -> None:
         self.db = db
+        # GET /metrics in the Prometheus text format (turns on fanflow.otel metrics).
+        self.metrics = metrics
         self.token = token or None
         self.cors_origins = list(cors_origins)
         self.max_body = max_body
@@ -133,8 +136,19 @@ class WorkflowServer:
             guarded = TokenCheck(guarded, self.token)
         return guarded
 
+    async def _metrics(self, request: Request) -> Response:
+        if not self.metrics:
+            raise HTTPException(404, "metrics are off; start the server with --metrics")
+        from fanflow.otel import prometheus_text  # the otel extra, loaded only when asked
+
+        return Response(prometheus_text(), media_type="text/plain; version=0.0.4")
+
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self.metrics:
+            from fanflow.otel import instrument
+
+            instrument(spans=False, prometheus=True)
         store = open_store(self.db)
         feed = FeedStore(store, poll=self._poll)
         mailbox = open_mailbox(self.db)
@@ -149,6 +163,7 @@ class WorkflowServer:
     def _routes(self) -> list[Route]:
         return [
             Route("/health", self._health, methods=["GET"]),
+            Route("/metrics", self._metrics, methods=["GET"]),
             Route("/workflows", self._workflows, methods=["GET"]),
             Route("/workflows/{name}/run", self._run, methods=["POST"]),
             Route("/workflows/{name}/run-nowait", self._run_nowait, methods=["POST"]),
