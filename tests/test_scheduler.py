@@ -149,3 +149,33 @@ async def test_num_workers_caps_concurrent_invocations_and_is_reached(finish):
     seen: list[int] = []
     assert await finish(Burst(seen).run()) == [str(n) for n in range(6)]
     assert max(seen) == 2
+
+
+class Shared(Event):
+    pass
+
+
+class BothTake(Workflow):
+    """One event reaches two steps; each records when it ran."""
+
+    def __init__(self, order: list[str], **kwargs):
+        super().__init__(**kwargs)
+        self.order = order
+
+    @step
+    async def start(self, ev: StartEvent) -> Shared:
+        return Shared()
+
+    @step
+    async def first(self, ev: Shared) -> None:
+        self.order.append("first")
+
+    @step
+    async def second(self, ev: Shared) -> StopEvent:
+        self.order.append("second")
+        return StopEvent(result=list(self.order))
+
+
+async def test_steps_receiving_one_event_start_in_definition_order(finish):
+    """An event accepted by several steps reaches them in the order they are defined."""
+    assert await finish(BothTake([]).run()) == ["first", "second"]

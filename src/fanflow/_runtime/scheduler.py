@@ -142,10 +142,15 @@ class Scheduler:
         if lane.workers < lane.limit:
             lane.workers += 1
             offering = self._offering
-            if offering is not None and offering.successor is None:
-                offering.successor = lane
-            else:
+            if offering is None:
                 self._start(lane)
+            else:
+                # The offering worker takes the last lane that needs one; the
+                # earlier ones get tasks now, so steps start in the order the
+                # event reached them (definition order, as in the reference).
+                previous, offering.successor = offering.successor, lane
+                if previous is not None:
+                    self._start(previous)
 
     def pause(self) -> None:
         """Start no invocation until `resume` (those running go on)."""
