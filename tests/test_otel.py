@@ -74,6 +74,7 @@ class Holder:
     """The tracer that steps open their own spans with (set by the fixture)."""
 
     tracer: trace.Tracer = TRACER
+    tracer_provider: TracerProvider | None = None
 
 
 class Flaky(Workflow):
@@ -111,6 +112,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     Holder.tracer = provider.get_tracer("tests")
+    Holder.tracer_provider = provider
     fanflow.otel.instrument(tracer_provider=provider, metrics=False)
     yield exporter
     fanflow.otel.uninstrument()
@@ -421,3 +423,24 @@ def test_prometheus_text_before_instrument_says_what_to_call() -> None:
     fanflow.otel._prometheus = None
     with pytest.raises(RuntimeError, match=r"instrument\(prometheus=True\)"):
         fanflow.otel.prometheus_text()
+
+
+async def test_a_run_resumed_by_a_fresh_tracer_continues_its_trace_from_the_journal(
+    spans: InMemorySpanExporter,
+) -> None:
+    """The traceparent kept in RUN_STARTED lets a new process's tracer continue the trace."""
+    store = MemoryStore(max_runs=None)
+    first = FanOut(store=store).run(count=2)
+    await first
+    records = store.records(first.run_id)
+    assert "trace" in records[0].data  # journaled with the run's first record
+    cut = next(i for i, r in enumerate(records) if r.kind is RecordKind.STEP_FINISHED)
+    later = MemoryStore(max_runs=None)
+    later.write(records[: cut + 1])
+    provider = Holder.tracer_provider
+    fanflow.otel.uninstrument()  # a new process: a tracer that remembers nothing
+    fanflow.otel.instrument(tracer_provider=provider, metrics=False)
+    assert await FanOut(store=later).resume(first.run_id) == 1
+    original, resumed = _by_name(spans.get_finished_spans(), "fanflow.run")
+    assert _ctx(resumed).trace_id == _ctx(original).trace_id
+    assert _parent_id(resumed) == _ctx(original).span_id
