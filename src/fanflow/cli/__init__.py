@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fanflow",
         description="Run, check and draw fanflow workflows; list, show, resume and answer "
-        "their runs.",
+        "their runs; queue them for workers; serve them over HTTP; port LlamaIndex Workflows "
+        "programs.",
         epilog="Run 'fanflow COMMAND --help' for a command's options.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
