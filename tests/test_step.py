@@ -343,3 +343,20 @@ def test_step_spec_describe_reads_like_a_signature():
             return None
 
     assert spec_of(Flow, "start").describe() == "start(StartEvent | MidEvent) -> StopEvent"
+
+
+def test_step_config_and_step_functions_use_the_reference_names():
+    """fn._step_config (accepted_events, event_name, return_types) and _step_functions exist."""
+
+    class Named(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
+
+    config = Named.start._step_config  # type: ignore[attr-defined]
+    assert (config.accepted_events, config.event_name, config.return_types) == (
+        [StartEvent],
+        "ev",
+        [StopEvent],
+    )
+    assert Named._step_functions == {"start": Named.start}

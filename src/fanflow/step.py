@@ -56,6 +56,18 @@ class StepSpec:
     catches_errors: bool = False
     for_steps: tuple[str, ...] | None = None
     max_recoveries: int = 1
+    event_name: str = "ev"  # the event parameter's name
+
+    # The names LlamaIndex Workflows' step config uses (``fn._step_config``).
+    @property
+    def accepted_events(self) -> list[type[Event]]:
+        """Return the accepted event types as a list."""
+        return list(self.accepts)
+
+    @property
+    def return_types(self) -> list[type[Event]]:
+        """Return the emitted event types as a list."""
+        return list(self.returns)
 
     def describe(self) -> str:
         """Return ``name(accepts) -> returns`` for messages and drawings."""
@@ -125,6 +137,7 @@ def step(
                 f"or MyFlow.add_step({spec.name})."
             )
         setattr(func, SPEC_ATTR, spec)
+        func._step_config = spec  # type: ignore[attr-defined]  # the reference's name for it
         if workflow is not None:
             workflow.add_step(func)
         return func
@@ -183,6 +196,7 @@ def catch_error(
             max_recoveries=max_recoveries,
         )
         setattr(func, SPEC_ATTR, spec)
+        func._step_config = spec  # type: ignore[attr-defined]  # the reference's name for it
         return func
 
     return decorate(fn) if fn is not None else decorate
@@ -248,6 +262,10 @@ def build_spec(
         is_async=inspect.iscoroutinefunction(fn),
         executor=executor,
         resources=resources,
+        event_name=next(
+            (p.name for i, p in enumerate(params) if i != ctx_position and p.name in hints),
+            "ev",
+        ),
     )
 
 

@@ -67,6 +67,8 @@ class Workflow:
     """
 
     _step_specs: ClassVar[dict[str, StepSpec]] = {}
+    # Step functions by name, under the name LlamaIndex Workflows uses.
+    _step_functions: ClassVar[dict[str, Callable[..., Any]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -76,6 +78,7 @@ class Workflow:
             if spec is not None:
                 specs[spec.name] = spec
         cls._step_specs = specs
+        cls._step_functions = {name: spec.fn for name, spec in specs.items()}
 
     @classmethod
     def add_step(cls, fn: Callable[..., Any]) -> None:
@@ -84,6 +87,7 @@ class Workflow:
         if cls is Workflow:
             raise WorkflowValidationError("add_step() needs a Workflow subclass, not Workflow")
         cls._step_specs = {**cls._step_specs, spec.name: spec}
+        cls._step_functions = {**cls._step_functions, spec.name: spec.fn}
 
     @classmethod
     def step_specs(cls) -> list[StepSpec]:
