@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
+from fanflow._runtime.pools import shared_pool
 from fanflow.events import Event
 from fanflow.step import StepSpec
 
@@ -68,18 +68,6 @@ class Executor(Protocol):
         """Start `call` and return an awaitable of its result (an Event or None)."""
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _shared_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="fanflow-step")
-        return _pool
-
-
 class ThreadExecutor:
     """Run each body in a thread (an ``async def`` body gets an event loop of its own there).
 
@@ -96,7 +84,9 @@ class ThreadExecutor:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         target = _in_new_loop if call.spec.is_async else _plain
-        return loop.run_in_executor(self.pool or _shared_pool(), context.run, target, call)
+        return loop.run_in_executor(
+            self.pool or shared_pool("step", THREADS), context.run, target, call
+        )
 
 
 def _plain(call: StepCall) -> Any:

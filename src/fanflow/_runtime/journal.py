@@ -24,12 +24,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import random
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+from fanflow._runtime.pools import shared_pool
 from fanflow._runtime.records import Record, RecordKind, Store
 from fanflow.errors import (
     JournalInterrupted,
@@ -64,18 +63,6 @@ def check_durability(value: str) -> Durability:
     if value not in DURABILITY_LEVELS:
         raise ValueError(f"durability must be one of {', '.join(DURABILITY_LEVELS)}; got {value!r}")
     return value  # type: ignore[return-value]
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _writers() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="fanflow-journal")
-        return _pool
 
 
 class Journal:
@@ -224,7 +211,9 @@ class Journal:
         batch = self.pending[:MAX_PENDING]
         del self.pending[:MAX_PENDING]
         self._inflight = batch
-        future = self.loop.run_in_executor(_writers(), self._write_retrying, batch)
+        future = self.loop.run_in_executor(
+            shared_pool("journal", WRITERS), self._write_retrying, batch
+        )
         future.add_done_callback(self._written)
 
     def _write_retrying(self, batch: list[Record]) -> BaseException | None:
