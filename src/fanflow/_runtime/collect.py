@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from fanflow._runtime.frame import StepFrame
 from fanflow._runtime.records import RecordKind
@@ -161,6 +160,3 @@ class CollectBuffers:
         for (step, _), buffer in self._buffers.items():
             if missing := buffer.missing():
                 yield f"step {step!r} collected {missing}"
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._buffers.items())

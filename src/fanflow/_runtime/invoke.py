@@ -222,11 +222,11 @@ class Invoker:
         binding = lane.binding
         spec = binding.spec
         executor = spec.executor or owner.executor
-        if executor is None and spec.is_async and not spec_resources(spec):
+        if executor is None and spec.is_async and not spec.resources:
             awaitable: Awaitable[Any] = binding.call(owner.ctx, event)
             outside = False
         else:
-            kwargs = await owner.resources(lane) if spec_resources(spec) else {}
+            kwargs = await owner.resources(lane) if spec.resources else {}
             call = StepCall(
                 spec,
                 binding.call,
@@ -384,12 +384,6 @@ def _outside_cancel(run_id: str, frame: StepFrame) -> BaseException:
         f"run {run_id} was cancelled: the task running step {frame.step!r} was cancelled "
         "from outside the run (is the event loop shutting down?)"
     )
-
-
-def spec_resources(spec: Any) -> tuple[Any, ...]:
-    """Return the resources a step asks for (none before `fanflow.resource` wires them)."""
-    resources: tuple[Any, ...] = getattr(spec, "resources", ())
-    return resources
 
 
 class _InContext:

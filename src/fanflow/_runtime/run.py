@@ -32,7 +32,7 @@ from fanflow._runtime.collect import CollectBuffers
 from fanflow._runtime.frame import Replay, StepFrame
 from fanflow._runtime.hooks import VERBOSE, Hooks, InternalEvents, Listener, RunIdentity
 from fanflow._runtime.inbox import Inbox
-from fanflow._runtime.invoke import Invoker, spec_resources
+from fanflow._runtime.invoke import Invoker
 from fanflow._runtime.journal import RETRY_LIMIT, Durability, Journal, JournalInterrupted
 from fanflow._runtime.lease import Lease
 from fanflow._runtime.records import Record, RecordKind, Store
@@ -248,7 +248,7 @@ class Run:
         """Resolve the resources `lane`'s step asks for."""
         if self._resources is None:
             return {}
-        resolved: dict[str, Any] = await self._resources(spec_resources(lane.binding.spec))
+        resolved: dict[str, Any] = await self._resources(lane.binding.spec.resources)
         return resolved
 
     async def committed(self) -> None:

@@ -288,9 +288,5 @@ class Scheduler:
             if described := lane.describe():
                 yield described
 
-    def lane(self, name: str) -> Lane | None:
-        """Return the lane of step `name`, if it was ever used."""
-        return self.lanes.get(name)
-
     def __repr__(self) -> str:
         return f"<Scheduler busy={self.busy} tasks={len(self.tasks)} closed={self.closed}>"

@@ -91,7 +91,7 @@ class StepTable:
                 spec.is_async
                 and spec.executor is None
                 and workflow_executor is None
-                and not getattr(spec, "resources", ())
+                and not spec.resources
                 and spec.timeout is None
             )
         return found
