@@ -11,6 +11,7 @@ import pytest
 from fanflow import (
     Context,
     Event,
+    LeaseError,
     RecordKind,
     SerializationError,
     SqliteStore,
@@ -204,4 +205,28 @@ async def test_time_waiting_for_the_store_does_not_count_toward_the_timeout(tmp_
     assert await asyncio.wait_for(handler, 10) == 3
     records = store.records(handler.run_id)
     assert [r.seq for r in records] == list(range(1, len(records) + 1))
+    store.close()
+
+
+class TakenOver(SqliteStore):
+    """A store that another process has taken the run from, after the first batch."""
+
+    writes = 0
+
+    def write(self, records):  # type: ignore[no-untyped-def]
+        TakenOver.writes += 1
+        if TakenOver.writes >= 2:
+            raise LeaseError("run is held by another process (epoch 2)")
+        super().write(records)
+
+
+async def test_a_lease_lost_at_a_write_stops_the_run_at_once(tmp_path):
+    """A LeaseError from the store is not retried: the handler fails with it at once."""
+    TakenOver.writes = 0
+    store = TakenOver(tmp_path / "runs.db")
+    handler = Slowly(store=store).run()
+    with pytest.raises(LeaseError, match="another process"):
+        await asyncio.wait_for(handler, 10)
+    assert TakenOver.writes == 2
+    assert store.list_runs()[0].status == "running"  # no RUN_FINISHED written over it
     store.close()

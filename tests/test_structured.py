@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import logging
 
 import pytest
 
@@ -16,6 +17,7 @@ from fanflow import (
     WorkflowTimeoutError,
     step,
 )
+from fanflow._runtime import run as run_module
 
 
 class Slow(Event):
@@ -187,3 +189,33 @@ async def test_cancelling_a_stream_reader_does_not_stop_the_run(spin, finish):
     assert not handler.done()
     flow.gate.set()
     assert await finish(handler) == "done"
+
+
+class Stubborn(Workflow):
+    """`stubborn` swallows its cancellation and keeps waiting; `ender` ends the run."""
+
+    @step
+    async def start(self, ctx: Context, ev: StartEvent) -> Slow | Fast:
+        ctx.send_event(Slow())
+        return Fast()
+
+    @step
+    async def stubborn(self, ev: Slow) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.Event().wait()  # ignores the first cancellation
+
+    @step
+    async def ender(self, ev: Fast) -> StopEvent:
+        return StopEvent(result="ended")
+
+
+async def test_a_step_that_ignores_cancellation_delays_the_result_only_by_the_grace(
+    monkeypatch, caplog
+):
+    """After CANCEL_GRACE the handler settles anyway and a warning names the step."""
+    monkeypatch.setattr(run_module, "CANCEL_GRACE", 0.05)
+    with caplog.at_level(logging.WARNING, logger="fanflow"):
+        assert await asyncio.wait_for(Stubborn().run(), 5) == "ended"
+    assert any("stubborn" in r.getMessage() for r in caplog.records)
