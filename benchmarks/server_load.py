@@ -35,10 +35,8 @@ import httpx
 
 ITEMS = 10
 
-FANFLOW_APP = """
-import time
-from fanflow import Context, Event, StartEvent, StopEvent, Workflow, step
-
+# The same workflow on both engines; only the import lines differ.
+WORKFLOW = """
 class Item(Event):
     n: int
 
@@ -69,45 +67,28 @@ class Load(Workflow):
         return StopEvent(result=len(got))
 """
 
-REFERENCE_APP = """
+FANFLOW_APP = (
+    """
+import time
+from fanflow import Context, Event, StartEvent, StopEvent, Workflow, step
+"""
+    + WORKFLOW
+)
+
+REFERENCE_APP = (
+    """
 import asyncio, sys, time
 from workflows import Context, Workflow, step
 from workflows.events import Event, StartEvent, StopEvent
 from llama_agents.server import WorkflowServer
-
-class Item(Event):
-    n: int
-
-class Progress(Event):
-    n: int
-    t: float
-
-class Done(Event):
-    n: int
-
-class Load(Workflow):
-    @step
-    async def split(self, ctx: Context, ev: StartEvent) -> Item:
-        for n in range(ITEMS):
-            ctx.send_event(Item(n=n))
-        return None
-
-    @step(num_workers=10)
-    async def work(self, ctx: Context, ev: Item) -> Done:
-        ctx.write_event_to_stream(Progress(n=ev.n, t=time.time()))
-        return Done(n=ev.n)
-
-    @step
-    async def join(self, ctx: Context, ev: Done) -> StopEvent:
-        got = ctx.collect_events(ev, [Done] * ITEMS)
-        if got is None:
-            return None
-        return StopEvent(result=len(got))
-
+"""
+    + WORKFLOW
+    + """
 server = WorkflowServer()
 server.add_workflow("Load", Load(timeout=None))
 asyncio.run(server.serve(host="127.0.0.1", port=int(sys.argv[1])))
 """
+)
 
 
 def free_port() -> int:
