@@ -31,8 +31,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import httpx
-
 ITEMS = 10
 
 # The same workflow on both engines; only the import lines differ.
@@ -111,17 +109,19 @@ def start_server(kind: str, python: str, folder: Path, port: int) -> subprocess.
     return subprocess.Popen(args, cwd=folder, stdout=log, stderr=log)
 
 
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient() as http:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise SystemExit("the server exited; see its server.log")
-            try:
-                if (await http.get(url + "/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.05)
+async def wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
+    http = Http("127.0.0.1", port)
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise SystemExit("the server exited; see its server.log")
+        try:
+            _reader, writer, status, _ = await http._open("GET", "/health")
+            writer.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.05)
     raise SystemExit("the server did not answer /health in 30 s")
 
 
@@ -138,25 +138,102 @@ class Tally:
         self.errors[text] = self.errors.get(text, 0) + 1
 
 
-async def one_run(http: httpx.AsyncClient, tally: Tally) -> None:
-    reply = await http.post("/workflows/Load/run-nowait", json={"start_event": {}})
-    reply.raise_for_status()
-    handler = reply.json()["handler_id"]
+class Http:
+    """A minimal HTTP/1.1 client on asyncio streams: one connection per request.
+
+    httpx with 500 streaming clients takes a whole CPU of this 2-CPU machine
+    and becomes the bottleneck; this client parses only what the benchmark
+    needs (status line, headers, a Content-Length or chunked body).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    async def _open(
+        self, method: str, path: str, body: bytes = b""
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, dict[str, str]]:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Connection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        status_line = await reader.readline()
+        if not status_line:
+            writer.close()
+            raise ConnectionError("the server closed the connection")
+        status = int(status_line.split()[1])
+        headers: dict[str, str] = {}
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return reader, writer, status, headers
+
+    async def chunks(self, reader: asyncio.StreamReader, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+        """Yield the body's bytes as they arrive."""
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            while True:
+                size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    return
+                data = await reader.readexactly(size)
+                await reader.readexactly(2)
+                yield data
+        elif "content-length" in headers:
+            yield await reader.readexactly(int(headers["content-length"]))
+        else:
+            while data := await reader.read(65536):
+                yield data
+
+    async def post_json(self, path: str, payload: object) -> dict:  # type: ignore[type-arg]
+        reader, writer, status, headers = await self._open(
+            "POST", path, json.dumps(payload).encode()
+        )
+        try:
+            body = b"".join([c async for c in self.chunks(reader, headers)])
+        finally:
+            writer.close()
+        if status >= 300:
+            raise RuntimeError(f"HTTP {status}: {body[:80]!r}")
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    async def sse(self, path: str):  # type: ignore[no-untyped-def]
+        """Yield the ``data:`` payloads of an SSE stream, each with the time it arrived."""
+        reader, writer, status, headers = await self._open("GET", path)
+        try:
+            if status != 200:
+                raise RuntimeError(f"HTTP {status} for {path}")
+            buffer = b""
+            async for chunk in self.chunks(reader, headers):
+                now = time.time()
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    message, buffer = buffer.split(b"\n\n", 1)
+                    for line in message.split(b"\n"):
+                        if line.startswith(b"data:"):
+                            yield now, line[5:]
+        finally:
+            writer.close()
+
+
+async def one_run(http: Http, tally: Tally) -> None:
+    reply = await http.post_json("/workflows/Load/run-nowait", {"start_event": {}})
+    handler = reply["handler_id"]
     seen: list[int] = []
     stopped = False
-    params = {"after_sequence": "-1", "sse": "true"}
-    async with http.stream("GET", f"/events/{handler}", params=params, timeout=None) as stream:
-        async for line in stream.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            now = time.time()
-            event = json.loads(line[5:])
-            if event["type"] == "Progress":
-                seen.append(event["value"]["n"])
-                tally.latencies.append(now - event["value"]["t"])
-            elif event["type"] == "StopEvent" or "StopEvent" in (event.get("types") or []):
-                stopped = event["type"] == "StopEvent"
-                break
+    async for now, data in http.sse(f"/events/{handler}?after_sequence=-1&sse=true"):
+        event = json.loads(data)
+        if event["type"] == "Progress":
+            seen.append(event["value"]["n"])
+            tally.latencies.append(now - event["value"]["t"])
+        elif event["type"] == "StopEvent" or "StopEvent" in (event.get("types") or []):
+            stopped = event["type"] == "StopEvent"
+            break
     missing = ITEMS - len(set(seen))
     if missing or not stopped or len(seen) != ITEMS:
         tally.lost_runs += 1
@@ -164,36 +241,34 @@ async def one_run(http: httpx.AsyncClient, tally: Tally) -> None:
     tally.finished += 1
 
 
-async def load(url: str, rate: float, seconds: float, clients: int) -> Tally:
+async def load(port: int, rate: float, seconds: float, clients: int) -> Tally:
     tally = Tally()
     tokens: asyncio.Queue[float | None] = asyncio.Queue()
-    limits = httpx.Limits(max_connections=clients + 16, max_keepalive_connections=clients + 16)
-    timeout = httpx.Timeout(60.0)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as http:
+    http = Http("127.0.0.1", port)
 
-        async def worker() -> None:
-            while True:
-                due = await tokens.get()
-                if due is None:
-                    return
-                tally.late = max(tally.late, time.monotonic() - due)
-                try:
-                    await one_run(http, tally)
-                except Exception as exc:
-                    tally.error(f"{type(exc).__name__}: {str(exc)[:80]}")
+    async def worker() -> None:
+        while True:
+            due = await tokens.get()
+            if due is None:
+                return
+            tally.late = max(tally.late, time.monotonic() - due)
+            try:
+                await one_run(http, tally)
+            except Exception as exc:
+                tally.error(f"{type(exc).__name__}: {str(exc)[:80]}")
 
-        workers = [asyncio.create_task(worker()) for _ in range(clients)]
-        start = time.monotonic()
-        total = int(rate * seconds)
-        for k in range(total):
-            due = start + k / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tokens.put_nowait(due)
-        for _ in workers:
-            tokens.put_nowait(None)
-        await asyncio.gather(*workers)
+    workers = [asyncio.create_task(worker()) for _ in range(clients)]
+    start = time.monotonic()
+    total = int(rate * seconds)
+    for k in range(total):
+        due = start + k / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tokens.put_nowait(due)
+    for _ in workers:
+        tokens.put_nowait(None)
+    await asyncio.gather(*workers)
     return tally
 
 
@@ -221,12 +296,11 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
         proc = start_server(args.server, args.python, Path(folder), port)
         try:
-            await wait_healthy(url, proc)
+            await wait_healthy(port, proc)
             began = time.monotonic()
-            tally = await load(url, args.rate, args.seconds, args.clients)
+            tally = await load(port, args.rate, args.seconds, args.clients)
             took = time.monotonic() - began
             rss = peak_rss_mb(proc.pid)
         finally:

@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import os
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -109,8 +110,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    asyncio.run(server.serve(host=args.host, port=args.port))
+    _run(server.serve(host=args.host, port=args.port))
     return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop when it is installed (the server extra brings it), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def _workflow_classes(module: ModuleType) -> list[type[Workflow]]:

@@ -22,7 +22,12 @@ from fanflow._runtime.records import Record, RecordKind, RunInfo, Store
 __all__ = ["KEEP_FINISHED", "FeedStore"]
 
 KEEP_FINISHED = 30.0  # seconds a finished run's records stay in memory for late readers
+FIRST_SEQ = 1  # a run's first record
 LOCAL_RECHECK = 5.0  # a local run that stopped writing (detached, lost) is read again this often
+
+
+def _seq(record: Record) -> int:
+    return record.seq
 
 
 class FeedStore:
@@ -66,7 +71,13 @@ class FeedStore:
             waker.set_result(None)
 
     def records(self, run_id: str) -> list[Record]:
-        """Return the records of `run_id` from the inner store; KeyError if unknown."""
+        """Return the records of `run_id`: from memory if this process wrote all of them.
+
+        KeyError if the run is unknown.
+        """
+        tail = self._tails.get(run_id)
+        if tail and tail[0].seq == FIRST_SEQ:
+            return list(tail)
         return self.inner.records(run_id)
 
     def run_ids(self) -> list[str]:
@@ -92,15 +103,15 @@ class FeedStore:
     def since(self, run_id: str, after: int) -> list[Record]:
         """Return the records of `run_id` with ``seq > after``: from memory if it has them."""
         tail = self._tails.get(run_id)
-        if tail and tail[0].seq <= after + 1:
-            start = bisect.bisect_right([r.seq for r in tail], after) if after >= tail[0].seq else 0
-            return tail[start:]
+        if tail and tail[0].seq <= max(after, 0) + 1:
+            if after < tail[0].seq:
+                return list(tail)
+            return tail[bisect.bisect_right(tail, after, key=_seq) :]
         try:
             records = self.inner.records(run_id)
         except KeyError:
             return []
-        start = bisect.bisect_right([r.seq for r in records], after)
-        return records[start:]
+        return records[bisect.bisect_right(records, after, key=_seq) :]
 
     async def follow(self, run_id: str, after: int, local: bool) -> AsyncIterator[Record]:
         """Yield the records of `run_id` with ``seq > after``, live, through RUN_FINISHED.
