@@ -13,7 +13,6 @@ import random
 from typing import Any
 
 from fanflow import (
-    ConstantDelayRetryPolicy,
     Context,
     Event,
     StartEvent,
@@ -21,6 +20,7 @@ from fanflow import (
     Workflow,
     step,
 )
+from fanflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
 
 class StepTwoEvent(Event):
@@ -154,7 +154,7 @@ class FlakyFlow(Workflow):
 
     attempts = 0
 
-    @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=3, delay=0.0), timeout=30)
+    @step(retry_policy=retry_policy(wait=wait_fixed(0.0), stop=stop_after_attempt(3)), timeout=30)
     async def flaky(self, ev: StartEvent) -> StopEvent:
         FlakyFlow.attempts += 1
         if FlakyFlow.attempts % 2:
@@ -220,7 +220,7 @@ def _settings(i: int) -> dict[str, Any]:
     if i % 6 == 5:
         settings["num_workers"] = 8
     if i % 7 == 3:
-        settings["retry_policy"] = ConstantDelayRetryPolicy(maximum_attempts=2, delay=0.0)
+        settings["retry_policy"] = retry_policy(wait=wait_fixed(0.0), stop=stop_after_attempt(2))
     if i % 11 == 4:
         settings["timeout"] = 10.0
     return settings

@@ -139,7 +139,9 @@ def test_tooltips_show_event_fields_and_step_settings() -> None:
     assert tips["event StopEvent"]["result"] == "Any = None"
     flaky = tips["step flaky"]
     assert flaky["num_workers"] == "4 (default)"
-    assert flaky["retry_policy"].startswith("ConstantDelayRetryPolicy(maximum_attempts=3")
+    assert flaky["retry_policy"] == (
+        "retry_policy(retry=None, wait=wait_fixed(0.0), stop=stop_after_attempt(3))"
+    )
     assert flaky["timeout"] == "30 s"
     assert tooltips(to_html(ParellelFlow))["event StepTwoEvent"]["query"] == "str"
 

@@ -6,7 +6,6 @@ from contextvars import ContextVar
 import pytest
 
 from fanflow import (
-    ConstantDelayRetryPolicy,
     Event,
     MockClock,
     StartEvent,
@@ -16,6 +15,7 @@ from fanflow import (
     step,
 )
 from fanflow.hooks import InvocationInfo, Listener, RunIdentity, add_listener, remove_listener
+from fanflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
 
 class Middle(Event):
@@ -55,7 +55,7 @@ class Twice(Workflow):
     async def start(self, ev: StartEvent) -> Middle:
         return Middle()
 
-    @step(retry_policy=ConstantDelayRetryPolicy(delay=2, maximum_attempts=2))
+    @step(retry_policy=retry_policy(wait=wait_fixed(2), stop=stop_after_attempt(2)))
     async def middle(self, ev: Middle) -> StopEvent:
         if self.failures:
             self.failures -= 1

@@ -3,11 +3,11 @@
 import asyncio
 import math
 import time
+from typing import ClassVar
 
 import pytest
 
 from fanflow import (
-    ConstantDelayRetryPolicy,
     Context,
     Event,
     MockClock,
@@ -18,6 +18,7 @@ from fanflow import (
     WorkflowTimeoutError,
     step,
 )
+from fanflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
 
 class Next(Event):
@@ -126,9 +127,9 @@ async def test_a_retry_policy_returning_a_bad_delay_fails_the_run_at_once(finish
 
 @pytest.mark.parametrize("delay", [math.nan, math.inf, -1.0])
 def test_a_bad_delay_is_refused_when_the_policy_is_built(delay):
-    """ConstantDelayRetryPolicy refuses a delay that is not a finite number >= 0."""
-    with pytest.raises(ValueError, match="delay"):
-        ConstantDelayRetryPolicy(delay=delay)
+    """wait_fixed refuses a delay that is not a finite number >= 0, naming its parameter."""
+    with pytest.raises(ValueError, match="wait_fixed: wait"):
+        retry_policy(wait=wait_fixed(delay), stop=stop_after_attempt(3))
 
 
 class Item(Event):
@@ -148,7 +149,7 @@ class FlakyJoin(Workflow):
             ctx.send_event(Item(n=n))
         return None
 
-    @step(retry_policy=ConstantDelayRetryPolicy(delay=1, maximum_attempts=2))
+    @step(retry_policy=retry_policy(wait=wait_fixed(1), stop=stop_after_attempt(2)))
     async def join(self, ctx: Context, ev: Item) -> StopEvent | None:
         got = ctx.collect_events(ev, [Item] * 3)
         first_attempt = ctx.retry_info().attempt == 1
@@ -164,28 +165,32 @@ async def test_a_retried_attempt_sees_the_collect_buffers_as_before_the_failure(
     assert await finish(flow.run()) == [0, 1, 2]
 
 
-class Recording(ConstantDelayRetryPolicy):
+class Recording:
+    """A fixed-delay policy that records the elapsed time it is asked with."""
+
+    elapsed: ClassVar[list[float]] = []
+
+    def __init__(self, delay: float, attempts: int) -> None:
+        self.policy = retry_policy(wait=wait_fixed(delay), stop=stop_after_attempt(attempts))
+
     def next(self, elapsed_time: float, attempts: int, error: Exception) -> float | None:
         Recording.elapsed.append(elapsed_time)
-        return super().next(elapsed_time, attempts, error)
-
-
-Recording.elapsed = []  # type: ignore[attr-defined]
+        return self.policy.next(elapsed_time, attempts, error)
 
 
 async def test_retry_elapsed_time_is_measured_on_the_run_clock(finish):
     """On the system clock the policy and retry_info() see the same small, non-negative time."""
-    Recording.elapsed.clear()  # type: ignore[attr-defined]
+    Recording.elapsed.clear()
 
     class Flow(Workflow):
-        @step(retry_policy=Recording(delay=0, maximum_attempts=3))
+        @step(retry_policy=Recording(delay=0, attempts=3))
         async def start(self, ctx: Context, ev: StartEvent) -> StopEvent:
             if ctx.retry_info().attempt < 3:
                 raise ValueError("again")
             return StopEvent(result=ctx.retry_info().elapsed_seconds)
 
     seen = await finish(Flow().run())
-    elapsed = Recording.elapsed  # type: ignore[attr-defined]
+    elapsed = Recording.elapsed
     assert len(elapsed) == 2
     assert all(0 <= value < 5 for value in elapsed)
     assert seen == elapsed[-1]

@@ -12,7 +12,7 @@ import pytest
 from fanflow import MockClock, StartEvent, StopEvent, Workflow, step
 from fanflow._logging import LOG, install
 from fanflow.hooks import remove_listener
-from fanflow.retry_policy import ConstantDelayRetryPolicy
+from fanflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
 
 class Flaky(Workflow):
@@ -20,7 +20,7 @@ class Flaky(Workflow):
 
     calls = 0
 
-    @step(retry_policy=ConstantDelayRetryPolicy(delay=0.5, maximum_attempts=2))
+    @step(retry_policy=retry_policy(wait=wait_fixed(0.5), stop=stop_after_attempt(2)))
     async def flaky(self, ev: StartEvent) -> StopEvent:
         Flaky.calls += 1
         if Flaky.calls == 1:

@@ -34,7 +34,7 @@ from fanflow import (
 )
 from fanflow.hooks import RunIdentity
 from fanflow.otel._tracing import Tracing
-from fanflow.retry_policy import ConstantDelayRetryPolicy
+from fanflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
 TRACER = trace.get_tracer("tests")  # the global provider: a no-op one in these tests
 
@@ -82,7 +82,7 @@ class Flaky(Workflow):
 
     calls = 0
 
-    @step(retry_policy=ConstantDelayRetryPolicy(delay=0.0, maximum_attempts=3))
+    @step(retry_policy=retry_policy(wait=wait_fixed(0.0), stop=stop_after_attempt(3)))
     async def flaky(self, ev: StartEvent) -> StopEvent:
         Flaky.calls += 1
         if Flaky.calls < 3:

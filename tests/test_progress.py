@@ -11,7 +11,7 @@ from rich.console import Console
 from fanflow import Context, Event, MemoryStore, Record, RecordKind, StartEvent, StopEvent, Workflow
 from fanflow import step as step_
 from fanflow.cli._progress import Above, LiveView, Progress, ProgressListener, show_records
-from fanflow.retry_policy import ConstantDelayRetryPolicy
+from fanflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
 
 class Job(Event):
@@ -29,7 +29,9 @@ class Jobs(Workflow):
             ctx.send_event(Job(n=n))
         return None
 
-    @step_(num_workers=1, retry_policy=ConstantDelayRetryPolicy(delay=0.0, maximum_attempts=2))
+    @step_(
+        num_workers=1, retry_policy=retry_policy(wait=wait_fixed(0.0), stop=stop_after_attempt(2))
+    )
     async def work(self, ev: Job) -> StopEvent | None:
         if ev.n == 1 and not Jobs.failed:
             Jobs.failed = True

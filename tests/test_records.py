@@ -5,7 +5,6 @@ import asyncio
 import pytest
 
 from fanflow import (
-    ConstantDelayRetryPolicy,
     Context,
     Event,
     HumanResponseEvent,
@@ -20,6 +19,7 @@ from fanflow import (
     WorkflowTimeoutError,
     step,
 )
+from fanflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
 K = RecordKind
 
@@ -246,7 +246,7 @@ async def test_failed_attempts_are_recorded_before_the_retry(finish):
     error = RuntimeError("first try fails")
 
     class Flow(Workflow):
-        @step(retry_policy=ConstantDelayRetryPolicy(delay=1, maximum_attempts=2))
+        @step(retry_policy=retry_policy(wait=wait_fixed(1), stop=stop_after_attempt(2)))
         async def start(self, ctx: Context, ev: StartEvent) -> StopEvent:
             if ctx.retry_info().attempt == 1:
                 raise error

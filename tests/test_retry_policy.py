@@ -266,18 +266,21 @@ def test_built_policies_are_retry_policies_and_read_well():
     )
 
 
-def test_policy_classes_accept_a_seed_too():
-    """The policy classes take the seed keyword the engine may pass."""
-    policy = ExponentialBackoffRetryPolicy(maximum_attempts=5)
+def test_legacy_policy_names_accept_a_seed_too():
+    """The deprecated factories return policies that take the seed keyword the engine may pass."""
+    with pytest.warns(DeprecationWarning, match="ExponentialBackoffRetryPolicy is deprecated"):
+        policy = ExponentialBackoffRetryPolicy(maximum_attempts=5)
+    with pytest.warns(DeprecationWarning, match="ConstantDelayRetryPolicy is deprecated"):
+        constant = ConstantDelayRetryPolicy(delay=1)
 
     assert policy.next(0.0, 2, ValueError(), seed=1) == policy.next(0.0, 2, ValueError(), seed=1)
-    assert ConstantDelayRetryPolicy(delay=1).next(0.0, 1, ValueError(), seed=1) == 1
+    assert constant.next(0.0, 1, ValueError(), seed=1) == 1
 
 
 @pytest.mark.parametrize("delay", [math.nan, math.inf, -0.5])
-def test_constant_policy_refuses_a_bad_delay_when_built(delay):
+def test_constant_policy_refuses_a_bad_delay_when_called(delay):
     """ConstantDelayRetryPolicy(delay=nan/inf/negative) raises ValueError naming delay."""
-    with pytest.raises(ValueError, match="delay"):
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="delay"):
         ConstantDelayRetryPolicy(delay=delay)
 
 
@@ -289,7 +292,7 @@ def test_constant_policy_refuses_a_bad_delay_when_built(delay):
         ({"multiplier": math.nan}, "multiplier"),
     ],
 )
-def test_exponential_policy_refuses_bad_settings_when_built(settings, name):
+def test_exponential_policy_refuses_bad_settings_when_called(settings, name):
     """ExponentialBackoffRetryPolicy refuses NaN and infinite settings, naming them."""
-    with pytest.raises(ValueError, match=name):
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=name):
         ExponentialBackoffRetryPolicy(**settings)

@@ -4,7 +4,6 @@ import pydantic
 import pytest
 
 from fanflow import (
-    ConstantDelayRetryPolicy,
     Context,
     Event,
     StartEvent,
@@ -14,6 +13,7 @@ from fanflow import (
     WorkflowValidationError,
     step,
 )
+from fanflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
 
 class MidEvent(Event):
@@ -49,7 +49,7 @@ def test_bare_step_reads_types_and_default_settings():
 
 def test_step_with_settings_keeps_them():
     """@step(num_workers=, retry_policy=, timeout=) stores each setting on the spec."""
-    policy = ConstantDelayRetryPolicy(delay=1, maximum_attempts=2)
+    policy = retry_policy(wait=wait_fixed(1), stop=stop_after_attempt(2))
 
     class Flow(Workflow):
         @step(num_workers=2, retry_policy=policy, timeout=3.5)

@@ -4,17 +4,21 @@ A policy is any object with ``next(elapsed_time, attempts, error)`` that
 returns the delay in seconds before the next attempt, or ``None`` to give up
 and let the error end the run. ``attempts`` counts the failures so far
 (1 after the first failure). Policies may also take a keyword ``seed`` that
-makes their random jitter repeatable. The composable builders
-(``retry_policy(retry=..., wait=..., stop=...)``) live in `fanflow.retry_policy`.
+makes their random jitter repeatable. Build one with
+``retry_policy(retry=..., wait=..., stop=...)`` from `fanflow.retry_policy`.
 
-Every policy checks its settings when it is built: a delay that is NaN,
-infinite or negative raises ``ValueError`` naming the parameter.
+`ConstantDelayRetryPolicy` and `ExponentialBackoffRetryPolicy` are deprecated
+factory functions, as in LlamaIndex Workflows 2.26.1: each emits
+``DeprecationWarning`` and returns the equivalent composable policy. They
+check their settings when called: a delay that is NaN, infinite or negative
+raises ``ValueError`` naming the parameter.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -55,66 +59,94 @@ def check_seconds(owner: str, name: str, value: object) -> float:
     return seconds
 
 
-@dataclass(frozen=True)
-class ConstantDelayRetryPolicy:
-    """Run a step at most `maximum_attempts` times, `delay` seconds apart."""
-
-    maximum_attempts: int = 3
-    delay: float = 5.0
-
-    def __post_init__(self) -> None:
-        _check_attempts(self.maximum_attempts)
-        check_seconds("ConstantDelayRetryPolicy", "delay", self.delay)
-
-    def next(
-        self, elapsed_time: float, attempts: int, error: Exception, *, seed: int | None = None
-    ) -> float | None:
-        """Return `delay` until `maximum_attempts` runs have failed."""
-        return None if attempts >= self.maximum_attempts else self.delay
+def _check_multiplier(owner: str, multiplier: object) -> None:
+    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
+        raise ValueError(f"{owner}: need a number multiplier >= 1, got {multiplier!r}")
+    if not (1 <= multiplier < math.inf):
+        raise ValueError(f"{owner}: need a finite multiplier >= 1, got {multiplier!r}")
 
 
-@dataclass(frozen=True)
-class ExponentialBackoffRetryPolicy:
-    """Retry with delays growing by `multiplier`, capped at `max_delay`.
+# The two legacy names build their policies from the parts in `fanflow.retry_policy`.
+# That module imports this one, so they import it when called, not at load time:
+# there is no import cycle, whichever module is imported first.
 
-    The first retry waits `initial_delay`. With `jitter` each delay is drawn
-    uniformly from [delay/2, delay], so many failing runs do not retry in
-    lockstep. Pass `rng` (or ``next(..., seed=n)``) for repeatable delays.
+
+def ConstantDelayRetryPolicy(maximum_attempts: int = 3, delay: float = 5) -> RetryPolicy:
+    """Deprecated: return a policy that waits `delay` s between at most `maximum_attempts` runs.
+
+    Emits ``DeprecationWarning``. The result is the composable policy
+    ``retry_policy(wait=wait_fixed(delay), stop=stop_after_attempt(maximum_attempts))``,
+    which is what to write instead. A `maximum_attempts` that is not an int
+    >= 1, or a `delay` that is NaN, infinite or negative, raises ``ValueError``
+    naming the parameter.
     """
+    warnings.warn(
+        "ConstantDelayRetryPolicy is deprecated and returns a composable policy; write "
+        "retry_policy(wait=wait_fixed(delay), stop=stop_after_attempt(maximum_attempts)) "
+        "(from fanflow.retry_policy) instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from fanflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
-    maximum_attempts: int = 5
-    initial_delay: float = 1.0
-    multiplier: float = 2.0
-    max_delay: float = 60.0
-    jitter: bool = True
-    rng: random.Random | None = None
+    _check_attempts(maximum_attempts)
+    seconds = check_seconds("ConstantDelayRetryPolicy", "delay", delay)
+    return retry_policy(wait=wait_fixed(seconds), stop=stop_after_attempt(maximum_attempts))
 
-    def __post_init__(self) -> None:
-        _check_attempts(self.maximum_attempts)
-        owner = "ExponentialBackoffRetryPolicy"
-        check_seconds(owner, "initial_delay", self.initial_delay)
-        check_seconds(owner, "max_delay", self.max_delay)
-        multiplier = self.multiplier
-        if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
-            raise ValueError(f"{owner}: need a number multiplier >= 1, got {multiplier!r}")
-        if not (1 <= multiplier < math.inf):
-            raise ValueError(f"{owner}: need a finite multiplier >= 1, got {multiplier!r}")
 
-    def next(
-        self, elapsed_time: float, attempts: int, error: Exception, *, seed: int | None = None
-    ) -> float | None:
-        """Return the capped exponential delay for failure number `attempts`."""
-        if attempts >= self.maximum_attempts:
-            return None
-        try:
-            grown = self.initial_delay * self.multiplier ** max(attempts - 1, 0)
-        except OverflowError:
-            grown = self.max_delay
-        delay = min(self.max_delay, grown)
-        if self.jitter:
-            rng = random.Random(seed) if seed is not None else (self.rng or random)
-            delay = rng.uniform(delay / 2, delay)
-        return delay
+def ExponentialBackoffRetryPolicy(
+    maximum_attempts: int = 5,
+    initial_delay: float = 1.0,
+    multiplier: float = 2.0,
+    max_delay: float = 60.0,
+    jitter: bool = True,
+    rng: random.Random | None = None,
+) -> RetryPolicy:
+    """Deprecated: return a policy whose delays grow by `multiplier`, capped at `max_delay`.
+
+    Emits ``DeprecationWarning``. The result is the composable policy
+    ``retry_policy(wait=wait_exponential(multiplier=initial_delay,
+    exp_base=multiplier, max=max_delay), stop=stop_after_attempt(maximum_attempts))``,
+    which is what to write instead: the first retry waits `initial_delay`, the
+    n-th ``initial_delay * multiplier**(n-1)``. With `jitter` the wait is
+    ``wait_random_exponential`` with the same settings, so each delay is drawn
+    uniformly from [0, that bound]. `rng` (a fanflow extension kept from its
+    earlier releases) is the ``random.Random`` the jittered delays are drawn
+    from; a ``seed`` passed to ``next`` still takes precedence. Bad settings
+    (`maximum_attempts` not an int >= 1, a NaN, infinite or negative delay, a
+    `multiplier` below 1) raise ``ValueError`` naming the parameter.
+    """
+    warnings.warn(
+        "ExponentialBackoffRetryPolicy is deprecated and returns a composable policy; write "
+        "retry_policy(wait=wait_exponential(multiplier=initial_delay, exp_base=multiplier, "
+        "max=max_delay), stop=stop_after_attempt(maximum_attempts)) (from "
+        "fanflow.retry_policy; wait_random_exponential(...) for jitter) instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from fanflow.retry_policy import (
+        WaitStrategy,
+        _wait_random_exponential_from,
+        retry_policy,
+        stop_after_attempt,
+        wait_exponential,
+        wait_random_exponential,
+    )
+
+    owner = "ExponentialBackoffRetryPolicy"
+    _check_attempts(maximum_attempts)
+    first = check_seconds(owner, "initial_delay", initial_delay)
+    cap = check_seconds(owner, "max_delay", max_delay)
+    _check_multiplier(owner, multiplier)
+    growth = float(multiplier)
+    wait: WaitStrategy
+    if not jitter:
+        wait = wait_exponential(multiplier=first, exp_base=growth, max=cap)
+    elif rng is not None:
+        wait = _wait_random_exponential_from(rng, multiplier=first, exp_base=growth, max=cap)
+    else:
+        wait = wait_random_exponential(multiplier=first, exp_base=growth, max=cap)
+    return retry_policy(wait=wait, stop=stop_after_attempt(maximum_attempts))
 
 
 @dataclass(frozen=True)

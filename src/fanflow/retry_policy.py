@@ -24,9 +24,10 @@ three parts, named and combined as in tenacity::
 
 Strategies with randomness take a keyword ``seed`` for repeatable delays.
 Settings are checked when a part is built: a NaN, infinite or negative delay
-raises ``ValueError`` naming the parameter. The policy classes of
-`fanflow.retry` (`ConstantDelayRetryPolicy`, `ExponentialBackoffRetryPolicy`)
-are re-exported here, as in LlamaIndex Workflows' module of the same name.
+raises ``ValueError`` naming the parameter. The deprecated factories of
+`fanflow.retry` (`ConstantDelayRetryPolicy`, `ExponentialBackoffRetryPolicy`,
+which warn and return a policy built from these parts) are re-exported here,
+as in LlamaIndex Workflows' module of the same name.
 """
 
 from __future__ import annotations
@@ -440,6 +441,30 @@ class wait_random_exponential(_ExponentialSettings):
     def __call__(self, attempts: int, *, seed: int | None = None) -> float:
         upper = max(self.min, self._grown(attempts))
         return float(_rng(seed).uniform(self.min, upper))
+
+
+class _wait_random_exponential_from(wait_random_exponential):
+    """`wait_random_exponential` drawing from a given ``random.Random``.
+
+    Backs ``ExponentialBackoffRetryPolicy(rng=...)``, which earlier fanflow
+    releases offered; a ``seed`` passed when called still takes precedence.
+    """
+
+    def __init__(
+        self,
+        rng: random.Random,
+        multiplier: float = 1,
+        max: time_unit_type = 60,
+        exp_base: float = 2,
+        min: time_unit_type = 0,
+    ) -> None:
+        super().__init__(multiplier=multiplier, max=max, exp_base=exp_base, min=min)
+        self.rng = rng
+
+    def __call__(self, attempts: int, *, seed: int | None = None) -> float:
+        upper = max(self.min, self._grown(attempts))
+        source = random.Random(seed) if seed is not None else self.rng
+        return float(source.uniform(self.min, upper))
 
 
 def wait_full_jitter(
